@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Predict the SSIM a VTracer conversion will reach: python scripts/predict.py --checkpoint RUN_DIR IMAGE... [--json]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import _cli
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Predict SSIM per image with the best weights of a training run.")
+    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a run folder written by scripts/train.py")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="print one JSON object mapping each path to its prediction")
+    args = p.parse_args(argv)
+    _cli.setup_logging(verbose=False)
+
+    from ssimjax.config import ConfigError
+    from ssimjax.data import DataError
+    from ssimjax.run import RunError, load_run, predict_files
+
+    try:
+        state, _, _ = load_run(args.checkpoint)
+        preds = predict_files(state, args.images)
+    except (ConfigError, DataError, RunError) as e:
+        _cli.fail(str(e), 1)
+    if args.json:
+        print(json.dumps({path: float(v) for path, v in zip(args.images, preds)}))
+    else:
+        for path, v in zip(args.images, preds):
+            print(f"{path}\t{float(v):.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

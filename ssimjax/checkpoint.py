@@ -1,0 +1,135 @@
+"""Orbax checkpoints of a run: the latest 5 epochs and the best one (lowest validation loss).
+
+Each checkpoint (one per epoch, step = epoch number) holds two items:
+- ``state``: params, batch_stats, optimiser state (learning rate and plateau counters included),
+  step and rng;
+- ``meta`` (JSON): epoch, early-stopping trackers, best epoch, history and validation metrics.
+
+With a frozen backbone the backbone never changes, so it is written once to ``backbone/``
+beside ``checkpoints/`` and left out of each epoch's checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
+
+from .steps import TrainState
+
+KEEP_LATEST = 5
+BACKBONE = "feature_extractor"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def _metric_key(metrics):
+    # Lowest val loss wins; among equals the earliest epoch, matching fit's strict "<" tracker.
+    return (metrics["val_loss"], metrics["epoch"])
+
+
+def _saved_tree(state: TrainState) -> dict:
+    tree = {
+        "step": state.step,
+        "params": dict(state.params),
+        "batch_stats": dict(state.batch_stats),
+        "opt_state": state.opt_state,
+        "rng": state.rng,
+    }
+    if state.freeze_backbone:
+        tree["params"].pop(BACKBONE, None)
+        tree["batch_stats"].pop(BACKBONE, None)
+    return tree
+
+
+def _abstract(tree):
+    return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class RunCheckpoints:
+    """The ``checkpoints/`` (and ``backbone/``) folders of one run directory."""
+
+    def __init__(self, run_dir: str | Path, read_only: bool = False):
+        self.run_dir = Path(run_dir).absolute()
+        policy = AnyPreservationPolicy([
+            LatestN(n=KEEP_LATEST),
+            BestN(get_metric_fn=_metric_key, reverse=True, n=1),
+        ])
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=None if read_only else policy,
+            best_fn=_metric_key,
+            best_mode="min",
+            read_only=read_only,
+            create=not read_only,
+        )
+        if read_only and not (self.run_dir / "checkpoints").is_dir():
+            raise CheckpointError(f"{self.run_dir}: no checkpoints/ folder (is this a run folder?)")
+        self.manager = ocp.CheckpointManager(
+            self.run_dir / "checkpoints", item_names=("state", "meta"), options=options
+        )
+
+    # -- the frozen backbone, written once ------------------------------------------------
+    @property
+    def backbone_dir(self) -> Path:
+        return self.run_dir / "backbone"
+
+    def save_backbone(self, state: TrainState) -> None:
+        if not state.freeze_backbone or self.backbone_dir.exists():
+            return
+        tree = {"params": state.params[BACKBONE], "batch_stats": state.batch_stats[BACKBONE]}
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(self.backbone_dir, tree)
+
+    def _restore_backbone(self, template: TrainState) -> dict:
+        target = {"params": template.params[BACKBONE], "batch_stats": template.batch_stats[BACKBONE]}
+        if not self.backbone_dir.exists():
+            raise CheckpointError(f"{self.backbone_dir}: missing (frozen-backbone runs keep their backbone here)")
+        with ocp.StandardCheckpointer() as ckptr:
+            return ckptr.restore(self.backbone_dir, _abstract(target))
+
+    # -- per-epoch checkpoints ------------------------------------------------------------
+    def save(self, epoch: int, state: TrainState, meta: dict, val_loss: float) -> None:
+        self.save_backbone(state)
+        self.manager.save(
+            epoch,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(_saved_tree(state)), meta=ocp.args.JsonSave(meta)),
+            metrics={"val_loss": float(val_loss), "epoch": int(epoch)},
+        )
+
+    def steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def latest_epoch(self) -> int | None:
+        return self.manager.latest_step()
+
+    def restore(self, epoch: int, template: TrainState) -> tuple[TrainState, dict]:
+        """The state and meta saved at ``epoch``, restored into ``template``'s structure."""
+        if epoch not in self.manager.all_steps():
+            raise CheckpointError(f"{self.run_dir}: no checkpoint for epoch {epoch} (have {self.steps()})")
+        target = _saved_tree(template)
+        restored = self.manager.restore(
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target)), meta=ocp.args.JsonRestore())
+        )
+        tree, meta = restored["state"], restored["meta"]
+        params, stats = dict(tree["params"]), dict(tree["batch_stats"])
+        if template.freeze_backbone:
+            backbone = self._restore_backbone(template)
+            params[BACKBONE], stats[BACKBONE] = backbone["params"], backbone["batch_stats"]
+        state = template.replace(
+            step=tree["step"], params=params, batch_stats=stats, opt_state=tree["opt_state"], rng=tree["rng"]
+        )
+        return state, meta
+
+    def read_meta(self, epoch: int) -> dict:
+        return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

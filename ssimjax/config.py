@@ -1,0 +1,117 @@
+"""The one configuration object of a training run, with the plan's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Tuple
+
+LOSSES = ("mse", "mae", "huber", "combined")
+SCHEDULERS = ("reduce_on_plateau", "cosine_annealing", "step", "constant")
+BACKBONES = ("resnet50", "tiny")
+HEAD_INITS = ("lecun_normal", "kaiming_fan_out")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    # Optimisation (the plan's defaults).
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip_norm: float = 1.0
+    backbone_lr_multiplier: float = 0.1
+    loss: str = "mse"
+    scheduler: str = "reduce_on_plateau"
+    # Early stopping.
+    patience: int = 10
+    min_delta: float = 1e-4
+    validation_split: float = 0.2
+    # Model.
+    backbone: str = "resnet50"
+    hidden_dims: Tuple[int, ...] = (1024, 512, 256, 128)
+    dropout_rate: float = 0.3
+    use_batch_norm: bool = True
+    freeze_backbone: bool = True
+    head_init: str = "lecun_normal"
+    # Reproducibility and I/O.
+    seed: int = 0
+    eval_batch_size: int = 64
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))
+        self.validate()
+
+    def validate(self) -> None:
+        def need(cond, field, msg):
+            if not cond:
+                raise ConfigError(f"{field}: {msg} (got {getattr(self, field)!r})")
+
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def finite(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        need(is_int(self.epochs) and self.epochs >= 1, "epochs", "must be a whole number >= 1")
+        need(is_int(self.batch_size) and self.batch_size >= 2, "batch_size",
+             "must be a whole number >= 2 (BatchNorm needs two rows per batch)")
+        need(finite(self.learning_rate) and self.learning_rate > 0, "learning_rate", "must be a finite number > 0")
+        need(finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
+        need(finite(self.grad_clip_norm) and self.grad_clip_norm > 0, "grad_clip_norm", "must be a finite number > 0")
+        need(finite(self.backbone_lr_multiplier) and self.backbone_lr_multiplier >= 0,
+             "backbone_lr_multiplier", "must be a finite number >= 0")
+        need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}")
+        need(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
+        need(is_int(self.patience) and self.patience >= 1, "patience", "must be a whole number >= 1")
+        need(finite(self.min_delta) and self.min_delta >= 0, "min_delta", "must be a finite number >= 0")
+        need(finite(self.validation_split) and 0 < self.validation_split < 1, "validation_split",
+             "must be a number strictly between 0 and 1")
+        need(self.backbone in BACKBONES, "backbone", f"must be one of {', '.join(BACKBONES)}")
+        need(len(self.hidden_dims) >= 1 and all(h >= 1 for h in self.hidden_dims), "hidden_dims",
+             "must be one or more positive whole numbers")
+        need(self.head_init in HEAD_INITS, "head_init", f"must be one of {', '.join(HEAD_INITS)}")
+        need(finite(self.dropout_rate) and 0 <= self.dropout_rate < 1, "dropout_rate", "must be in [0, 1)")
+        need(is_int(self.seed) and self.seed >= 0, "seed", "must be a whole number >= 0")
+        need(is_int(self.eval_batch_size) and self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden_dims"] = list(self.hidden_dims)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**d)
+
+
+def save_config(path: Path, config: TrainConfig, **extra) -> None:
+    """Writes ``config.json``: the training configuration plus run facts (data, versions)."""
+    payload = {"train": config.to_dict(), **extra}
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def load_config(path: Path) -> tuple[TrainConfig, dict]:
+    """Reads ``config.json`` back: ``(TrainConfig, the other run facts)``."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+        extra = {k: v for k, v in payload.items() if k != "train"}
+        return TrainConfig.from_dict(payload["train"]), extra
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (is this a run folder?)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not a valid ssimjax config.json ({e})") from None

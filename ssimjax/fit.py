@@ -1,0 +1,240 @@
+"""The training loop: epochs, validation, schedules, early stopping, checkpoints, best-weight restore.
+
+Side effects (clocks, progress bars, logging, checkpoint files) live here; the arithmetic is in
+the pure functions of :mod:`ssimjax.steps` and :mod:`ssimjax.optim`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from .checkpoint import RunCheckpoints
+from .config import TrainConfig
+from .data import normalize
+from .losses import get_loss
+from .metrics import correlation, regression_metrics
+from .optim import current_learning_rate, end_epoch
+from .steps import TrainState, epoch_batches, jit_eval_step, jit_train_step, train_epoch
+
+log = logging.getLogger("ssimjax")
+
+HISTORY_KEYS = (
+    "train_loss", "train_mae", "train_correlation",
+    "val_loss", "val_mae", "val_correlation", "val_r2", "val_accuracy_5pct", "val_accuracy_10pct",
+    "learning_rate", "epoch_time", "inference_time",
+)
+# Measured wall-clock values: everything else in the history is reproducible bit for bit.
+TIMING_KEYS = ("epoch_time", "inference_time")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says why and what was kept."""
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+    """The plan's rule: an epoch improves if val loss drops by more than ``min_delta`` or val
+    correlation rises by more than ``min_delta``; stop after ``patience`` epochs without either."""
+
+    best_val_loss: float = math.inf
+    best_val_correlation: float = -1.0
+    patience_counter: int = 0
+
+    def update(self, val_loss: float, val_correlation: float, min_delta: float) -> bool:
+        improved = False
+        if val_loss < self.best_val_loss - min_delta:
+            self.best_val_loss = val_loss
+            improved = True
+        if val_correlation > self.best_val_correlation + min_delta:
+            self.best_val_correlation = val_correlation
+            improved = True
+        self.patience_counter = 0 if improved else self.patience_counter + 1
+        return improved
+
+    def should_stop(self, patience: int) -> bool:
+        return self.patience_counter >= patience
+
+
+@dataclasses.dataclass
+class FitResult:
+    state: TrainState  # with the best epoch's weights restored
+    history: dict
+    best_epoch: int  # 0-based
+    epochs_completed: int
+    stopped_early: bool
+    best_val_metrics: dict
+
+
+def _rows(data: dict) -> int:
+    return int(np.shape(data["ssim"])[0])
+
+
+def _batch(data: dict, idx) -> dict:
+    if "features" in data:
+        return {"features": data["features"][idx]}
+    return {"image": normalize(data["image"][idx])}
+
+
+def predict(state: TrainState, data: dict, batch_size: int) -> np.ndarray:
+    """Predictions for every row of ``data`` in fixed-size (padded) batches: one compilation."""
+    n = _rows(data)
+    out = np.empty((n,), np.float32)
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, start + batch_size)
+        real = idx < n
+        idx = np.where(real, idx, 0)
+        out[start:start + int(real.sum())] = np.asarray(jit_eval_step(state, _batch(data, idx)))[real]
+    return out
+
+
+def _train_one_epoch(state, data, epoch, config):
+    """Returns (state, per-row train loss sum, mae sum, predictions, targets) for one epoch."""
+    n = _rows(data)
+    if "features" in data:
+        state, m = train_epoch(state, data["features"], data["ssim"], epoch, batch_size=config.batch_size)
+        m = jax.device_get(m)
+    else:
+        idx, mask = map(np.asarray, epoch_batches(state.rng, epoch, n, config.batch_size))
+        per = []
+        inner = tqdm(total=len(idx), desc=f"Epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
+        for bidx, bmask in zip(idx, mask):
+            batch = dict(_batch(data, bidx), ssim=data["ssim"][bidx], mask=bmask)
+            state, bm = jit_train_step(state, batch)
+            bm = jax.device_get(bm)
+            per.append(dict(bm, target=batch["ssim"], mask=bmask))
+            inner.set_postfix(loss=f"{bm['loss']:.4f}", mae=f"{bm['mae']:.4f}",
+                              lr=f"{current_learning_rate(state.opt_state):.2e}")
+            inner.update(1)
+        inner.close()
+        m = {k: np.stack([p[k] for p in per]) for k in per[0]}
+    counts = m["mask"].sum(axis=1)
+    losses = np.asarray(m["loss"], np.float64)
+    if not np.all(np.isfinite(losses)):
+        bad = int(np.argmax(~np.isfinite(losses)))
+        raise TrainingError(f"epoch {epoch + 1}, batch {bad + 1}: training loss is {losses[bad]}; stopping")
+    mask = m["mask"].astype(bool)
+    train_loss = float(np.sum(losses * counts) / n)
+    train_mae = float(np.sum(np.asarray(m["mae"], np.float64) * counts) / n)
+    preds, targets = m["pred"][mask], m["target"][mask]
+    return state, train_loss, train_mae, preds, targets
+
+
+def fit(
+    state: TrainState,
+    config: TrainConfig,
+    train: dict,
+    val: dict,
+    *,
+    checkpoints: RunCheckpoints | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> FitResult:
+    """Trains ``state`` on ``train`` and validates on ``val`` each epoch.
+
+    ``train``/``val`` hold ``ssim`` (N,) and either ``features`` (N, D) (frozen backbone, cached
+    features) or ``image`` (N, 224, 224, 3) uint8. With ``checkpoints`` every epoch is saved;
+    with ``resume`` the run continues from the latest saved epoch, reproducing the history an
+    uninterrupted run would have written.
+    """
+    history = {k: [] for k in HISTORY_KEYS}
+    stopper = EarlyStopping()
+    best_epoch, best_val_loss, best_vars, best_metrics = -1, math.inf, None, {}
+    start = 0
+    stopped_early = False
+    loss_fn = get_loss(config.loss)
+
+    if resume and checkpoints is not None and checkpoints.latest_epoch() is not None:
+        last = checkpoints.latest_epoch()
+        state, meta = checkpoints.restore(last, state)
+        history = {k: list(meta["history"].get(k, [])) for k in HISTORY_KEYS}
+        stopper = EarlyStopping(**meta["early_stopping"])
+        best_epoch, best_val_loss, best_metrics = meta["best_epoch"], meta["best_val_loss"], meta["best_val_metrics"]
+        best_state, _ = checkpoints.restore(best_epoch, state)
+        best_vars = (best_state.params, best_state.batch_stats)
+        start = last + 1
+        stopped_early = meta.get("stopped_early", False)
+        log.info(f"resuming after epoch {last + 1} (best so far: epoch {best_epoch + 1}, val loss {best_val_loss:.4f})")
+        if stopped_early:
+            log.info("that run had already stopped early; nothing to do")
+            start = config.epochs
+
+    features_mode = "features" in train
+    if features_mode:  # device arrays once, not per epoch
+        train = {k: jnp.asarray(v) for k, v in train.items()}
+    bar = tqdm(total=config.epochs, initial=min(start, config.epochs), desc="epochs", unit="epoch",
+               disable=None if features_mode else True)
+    epoch = start - 1
+    try:
+        for epoch in range(start, config.epochs):
+            t0 = time.perf_counter()
+            lr_used = current_learning_rate(state.opt_state)
+            state, train_loss, train_mae, train_preds, train_targets = _train_one_epoch(state, train, epoch, config)
+            epoch_time = time.perf_counter() - t0
+
+            t1 = time.perf_counter()
+            val_preds = predict(state, val, config.eval_batch_size)
+            inference_time = (time.perf_counter() - t1) / _rows(val)
+            val_loss = float(loss_fn(jnp.asarray(val_preds), jnp.asarray(val["ssim"], jnp.float32)))
+            if not math.isfinite(val_loss):
+                raise TrainingError(f"epoch {epoch + 1}: validation loss is {val_loss}; stopping")
+            vm = regression_metrics(val_preds, val["ssim"])
+
+            state = state.replace(opt_state=end_epoch(state.opt_state, config, epoch, val_loss))
+            row = dict(
+                train_loss=train_loss, train_mae=train_mae, train_correlation=correlation(train_preds, train_targets),
+                val_loss=val_loss, val_mae=vm["mae"], val_correlation=vm["correlation"], val_r2=vm["r2"],
+                val_accuracy_5pct=vm["accuracy_5pct"], val_accuracy_10pct=vm["accuracy_10pct"],
+                learning_rate=lr_used, epoch_time=epoch_time, inference_time=inference_time,
+            )
+            for k in HISTORY_KEYS:
+                history[k].append(row[k])
+
+            stopper.update(val_loss, vm["correlation"], config.min_delta)
+            if val_loss < best_val_loss:
+                best_epoch, best_val_loss = epoch, val_loss
+                best_vars = (state.params, state.batch_stats)
+                best_metrics = dict(vm, loss=val_loss, epoch=epoch)
+            stopped_early = stopper.should_stop(config.patience)
+
+            if checkpoints is not None:
+                meta = dict(
+                    epoch=epoch, history=history, early_stopping=dataclasses.asdict(stopper),
+                    best_epoch=best_epoch, best_val_loss=best_val_loss, best_val_metrics=best_metrics,
+                    val_metrics=dict(vm, loss=val_loss), stopped_early=stopped_early,
+                )
+                checkpoints.save(epoch, state, meta, val_loss)
+
+            log.info(
+                f"Epoch {epoch + 1:3d}/{config.epochs} | Train Loss: {train_loss:.4f} | Val Loss: {val_loss:.4f} | "
+                f"Val Corr: {vm['correlation']:.4f} | Val R²: {vm['r2']:.4f} | Acc(5%): {vm['accuracy_5pct']:.1%} | "
+                f"LR: {lr_used:.2e} | Time: {epoch_time:.1f}s"
+            )
+            bar.set_postfix(loss=f"{train_loss:.4f}", mae=f"{train_mae:.4f}", lr=f"{lr_used:.2e}")
+            bar.update(1)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, history)
+            if stopped_early:
+                log.info(f"Early stopping after {config.patience} epochs without improvement")
+                break
+    finally:
+        bar.close()
+        if checkpoints is not None:
+            checkpoints.wait()
+
+    if best_vars is None:
+        raise TrainingError("no epoch was trained")
+    state = state.replace(params=best_vars[0], batch_stats=best_vars[1])
+    log.info(f"Restored the best weights: epoch {best_epoch + 1}, val loss {best_val_loss:.4f}")
+    return FitResult(
+        state=state, history=history, best_epoch=best_epoch, epochs_completed=epoch + 1,
+        stopped_early=stopped_early, best_val_metrics=best_metrics,
+    )

@@ -1,0 +1,38 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+
+# Tests compare numbers exactly or to tight tolerances: ask for full fp32 matmuls everywhere.
+jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Every test session gets its own demo/feature cache, never the user's."""
+    path = tmp_path_factory.mktemp("ssimjax-cache")
+    os.environ["SSIMJAX_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """24 images labelled by the real VTracer -> resvg -> SSIM pipeline, over two processes."""
+    from ssimjax.demo import make_dataset
+
+    out = tmp_path_factory.mktemp("small-data")
+    make_dataset(out, count=24, seed=3, workers=2)
+    return out
+
+
+@pytest.fixture
+def tiny_config():
+    from ssimjax.config import TrainConfig
+
+    return TrainConfig(backbone="tiny", hidden_dims=(32, 16), batch_size=8, epochs=4, scheduler="constant")

@@ -1,0 +1,99 @@
+"""The command-line scripts end to end, as a user runs them, on a small made data set."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--backbone", "tiny", "--hidden-dims", "32,16", "--batch-size", "8"]
+
+
+def run(script, *args, env=None):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600,
+    )
+
+
+def test_train_then_predict(tmp_path, small_dataset):
+    out = tmp_path / "run"
+    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "3", *TINY)
+    assert r.returncode == 0, r.stderr
+    assert "best epoch" in r.stdout
+    assert "Epoch   1/3 | Train Loss:" in r.stderr  # one log line per epoch, as the plan
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["train"]["hidden_dims"] == [32, 16]
+    assert config["data"]["valid_rows"] == 24 and config["data"]["train_rows"] + config["data"]["val_rows"] == 24
+    history = json.loads((out / "history.json").read_text())
+    assert set(history) >= {"train_loss", "train_mae", "train_correlation", "val_loss", "val_mae",
+                            "val_correlation", "val_r2", "learning_rate", "epoch_time", "inference_time",
+                            "val_accuracy_5pct", "val_accuracy_10pct"}
+    assert len(history["val_loss"]) == 3
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+
+    images = sorted((small_dataset / "images").glob("*.png"))[:3]
+    r = run("predict.py", "--checkpoint", out, *images, "--json")
+    assert r.returncode == 0, r.stderr
+    preds = json.loads(r.stdout)
+    assert list(preds) == [str(p) for p in images] and all(0 < v < 1 for v in preds.values())
+    r = run("predict.py", "--checkpoint", out, images[0])
+    assert r.returncode == 0 and r.stdout.startswith(f"{images[0]}\t")
+    assert float(r.stdout.split("\t")[1]) == pytest.approx(preds[str(images[0])], abs=1e-4)
+
+    # A second run on the same data reuses the cached features.
+    r = run("train.py", "--data", small_dataset, "--out", tmp_path / "again", "--epochs", "1", *TINY)
+    assert r.returncode == 0 and "all 24 backbone features found in the cache" in r.stderr
+
+    # Resume with a different learning rate is refused; with more epochs it continues.
+    r = run("train.py", "--out", out, "--resume", "--learning-rate", "0.5", "--data", small_dataset)
+    assert r.returncode == 2 and "--learning-rate (run has 0.001)" in r.stderr
+    r = run("train.py", "--out", out, "--resume", "--epochs", "4", "--data", small_dataset)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads((out / "history.json").read_text())["val_loss"]) == 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "-1"], "--epochs: must be a whole number >= 1 (got -1)"),
+    (["--batch-size", "0"], "--batch-size: must be a whole number >= 2"),
+    (["--learning-rate", "nan"], "--learning-rate: must be a finite number > 0 (got nan)"),
+    (["--validation-split", "1.5"], "--validation-split: must be a number strictly between 0 and 1"),
+    (["--hidden-dims", "a,b"], "expected whole numbers"),
+])
+def test_bad_flag_values_are_clear_errors(args, message):
+    r = run("train.py", *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_invalid_rows_fail_listing_them_or_are_skipped(tmp_path, small_dataset):
+    rows = (small_dataset / "labels.csv").read_text().splitlines()
+    bad = rows + ["images/demo_00000.png,1.7", "images/nope.png,0.5"]
+    manifest = small_dataset / "bad.csv"  # beside the images, so paths resolve
+    manifest.write_text("\n".join(bad) + "\n")
+    try:
+        r = run("train.py", "--data", manifest, "--out", tmp_path / "r1", "--epochs", "1", *TINY)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "bad.csv: 2 invalid rows" in r.stderr and "line 26" in r.stderr and "line 27" in r.stderr
+        r = run("train.py", "--data", manifest, "--out", tmp_path / "r2", "--epochs", "1", "--skip-invalid", *TINY)
+        assert r.returncode == 0, r.stderr
+        assert "skipped 2 invalid rows, training on 24 valid ones" in r.stderr
+    finally:
+        manifest.unlink()
+
+
+def test_predict_errors_are_one_line(tmp_path):
+    r = run("predict.py", "--checkpoint", tmp_path, "x.png")
+    assert r.returncode == 1 and r.stderr.strip().startswith("error:") and "config.json: no such file" in r.stderr
+
+
+def test_make_dataset_script(tmp_path):
+    r = run("make_dataset.py", "--out", tmp_path / "d", "--count", "6", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    lines = (tmp_path / "d" / "labels.csv").read_text().splitlines()
+    assert lines[0] == "image,ssim,kind" and len(lines) == 7
+    r = run("make_dataset.py", "--out", tmp_path / "e", "--count", "0")
+    assert r.returncode == 2 and "--count: must be >= 1" in r.stderr

@@ -1,0 +1,129 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssimjax.checkpoint import RunCheckpoints
+from ssimjax.config import TrainConfig
+from ssimjax.fit import TIMING_KEYS, EarlyStopping, TrainingError, fit, predict
+from ssimjax.losses import mse_loss
+from ssimjax.models import backbone_feature_dim
+from ssimjax.run import RunError, load_run, predict_files, train_run
+from ssimjax.steps import create_train_state
+
+D = backbone_feature_dim("tiny")
+
+
+def synthetic(n, seed=0, poison=False):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    y = (1 / (1 + np.exp(-x[:, :8].sum(1) / 3))).astype(np.float32)
+    if poison:
+        x[3] = np.nan
+    return {"features": x, "ssim": y}
+
+
+def leaves_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def test_early_stopping_rule():
+    es = EarlyStopping()
+    assert es.update(0.5, 0.1, 1e-4)  # first epoch always improves
+    assert not es.update(0.49995, 0.10005, 1e-4) and es.patience_counter == 1  # within min_delta: no
+    assert es.update(0.6, 0.2, 1e-4) and es.patience_counter == 0  # correlation alone counts
+    assert es.update(0.4, 0.0, 1e-4)  # loss alone counts
+    for _ in range(3):
+        es.update(0.45, 0.1, 1e-4)
+    assert es.should_stop(3) and not es.should_stop(4)
+
+
+def test_fit_stops_early_and_restores_the_best_weights(tiny_config):
+    config = tiny_config.replace(epochs=30, patience=3, min_delta=10.0)  # nothing beats epoch 1 by 10
+    res = fit(create_train_state(config), config, synthetic(64), synthetic(24, seed=1))
+    assert res.stopped_early and res.epochs_completed == 4
+    assert all(len(v) == 4 for v in res.history.values())
+
+    config = tiny_config.replace(epochs=12, patience=12, learning_rate=3e-3)
+    val = synthetic(24, seed=1)
+    res = fit(create_train_state(config), config, synthetic(64), val)
+    h = res.history
+    assert res.best_epoch == int(np.argmin(h["val_loss"])) and res.epochs_completed == 12
+    assert res.best_epoch != 11 or h["val_loss"][11] == min(h["val_loss"])
+    restored = float(mse_loss(jnp.asarray(predict(res.state, val, 16)), jnp.asarray(val["ssim"])))
+    assert restored == pytest.approx(h["val_loss"][res.best_epoch], rel=1e-6)
+    assert min(h["val_loss"]) < h["val_loss"][0]
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path, tiny_config):
+    state = create_train_state(tiny_config)
+    state = fit(state, tiny_config.replace(epochs=2), synthetic(32), synthetic(8, 1)).state
+    ck = RunCheckpoints(tmp_path)
+    ck.save(7, state, {"epoch": 7, "note": "x"}, val_loss=0.1)
+    ck.close()
+    ck = RunCheckpoints(tmp_path, read_only=True)
+    restored, meta = ck.restore(7, create_train_state(tiny_config))
+    assert meta == {"epoch": 7, "note": "x"}
+    assert leaves_equal(restored, state)
+    assert jax.tree_util.tree_structure(restored.opt_state) == jax.tree_util.tree_structure(state.opt_state)
+    assert (tmp_path / "backbone").is_dir()  # the frozen backbone is stored once, beside the epochs
+
+
+def test_checkpoints_keep_the_latest_five_and_the_best(tmp_path, tiny_config):
+    state = create_train_state(tiny_config)
+    ck = RunCheckpoints(tmp_path)
+    for epoch, loss in enumerate([0.5, 0.1, 0.4, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9]):
+        ck.save(epoch, state, {"epoch": epoch}, val_loss=loss)
+    ck.close()
+    assert RunCheckpoints(tmp_path, read_only=True).steps() == [1, 4, 5, 6, 7, 8]
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, small_dataset, tiny_config):
+    config = tiny_config.replace(epochs=6, patience=20, scheduler="reduce_on_plateau")
+    full, _ = train_run(config, data=small_dataset, out=tmp_path / "full")
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def interrupt(epoch, history):
+        if epoch == 2:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        train_run(config, data=small_dataset, out=tmp_path / "cut", on_epoch_end=interrupt)
+    with pytest.raises(RunError, match="already holds a run"):
+        train_run(config, data=small_dataset, out=tmp_path / "cut")
+    resumed, _ = train_run(config, data=small_dataset, out=tmp_path / "cut", resume=True)
+    for key, values in full.history.items():
+        if key not in TIMING_KEYS:
+            assert resumed.history[key] == values, key
+    assert resumed.best_epoch == full.best_epoch
+    assert leaves_equal(resumed.state.params, full.state.params)
+    assert leaves_equal(resumed.state.opt_state, full.state.opt_state)
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path, tiny_config):
+    ck = RunCheckpoints(tmp_path)
+    config = tiny_config.replace(epochs=2)
+    fit(create_train_state(config), config, synthetic(32), synthetic(8, 1), checkpoints=ck)
+    with pytest.raises(TrainingError, match=r"epoch 3, batch \d+: training loss is nan"):
+        fit(create_train_state(config), config.replace(epochs=4), synthetic(32, poison=True), synthetic(8, 1),
+            checkpoints=ck, resume=True)
+    ck.close()
+    ck = RunCheckpoints(tmp_path, read_only=True)
+    assert ck.latest_epoch() == 1
+    state, meta = ck.restore(1, create_train_state(config))
+    assert meta["epoch"] == 1 and np.isfinite(np.asarray(state.params["predictor"]["head"]["kernel"])).all()
+
+
+def test_unfrozen_backbone_trains_on_images_and_predicts(tmp_path, small_dataset, tiny_config):
+    config = tiny_config.replace(freeze_backbone=False, epochs=2)
+    res, out = train_run(config, data=small_dataset, out=tmp_path / "run")
+    start = create_train_state(config)
+    assert not leaves_equal(res.state.params["feature_extractor"], start.params["feature_extractor"])
+    assert not (out / "backbone").exists()  # the backbone is in every checkpoint instead
+    state, loaded_config, _ = load_run(out)
+    assert loaded_config == config
+    assert leaves_equal(state.params, res.state.params)
+    preds = predict_files(state, sorted((small_dataset / "images").glob("*.png"))[:3])
+    assert preds.shape == (3,) and np.all((preds > 0) & (preds < 1))

@@ -1,0 +1,93 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssimjax.config import TrainConfig
+from ssimjax.models import QualityModel, backbone_feature_dim, count_params, init_variables, make_model
+
+
+def abstract_variables(model, size=224):
+    x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+    return jax.eval_shape(lambda x: model.init({"params": jax.random.PRNGKey(0)}, x), x)
+
+
+def test_resnet50_has_torchvisions_parameter_count_and_structure():
+    v = abstract_variables(QualityModel())
+    backbone = v["params"]["feature_extractor"]
+    assert count_params(backbone) == 23_508_032  # torchvision resnet50 without fc
+    convs = [p for p, _ in jax.tree_util.tree_flatten_with_path(backbone)[0] if p[-1].key == "kernel"]
+    assert len(convs) == 53
+    bns = [p for p, _ in jax.tree_util.tree_flatten_with_path(v["batch_stats"]["feature_extractor"])[0]
+           if p[-1].key == "mean"]
+    assert len(bns) == 53
+    assert backbone["layer2_0"]["conv2"]["kernel"].shape == (3, 3, 128, 128)  # v1.5: stride on the 3x3
+    assert backbone["layer4_2"]["conv3"]["kernel"].shape == (1, 1, 512, 2048)
+
+
+def test_predictor_structure_default_and_without_batch_norm():
+    v = abstract_variables(QualityModel())
+    pred = v["params"]["predictor"]
+    assert [pred[f"dense_{i}"]["kernel"].shape for i in range(4)] == [(2048, 1024), (1024, 512), (512, 256), (256, 128)]
+    assert pred["head"]["kernel"].shape == (128, 1)
+    assert set(v["batch_stats"]["predictor"]) == {"bn_0", "bn_1", "bn_2", "bn_3"}
+    nobn = abstract_variables(QualityModel(hidden_dims=(64,), use_batch_norm=False))
+    assert set(nobn["params"]["predictor"]) == {"dense_0", "head"}
+    assert "predictor" not in nobn.get("batch_stats", {})
+
+
+def test_output_shapes_full_model_abstract_and_tiny_concrete():
+    model = QualityModel()
+    variables = abstract_variables(model)
+    out = jax.eval_shape(lambda v, x: model.apply(v, x), variables, jax.ShapeDtypeStruct((3, 224, 224, 3), jnp.float32))
+    assert out[0].shape == (3, 1) and out[1].shape == (3, 2048)
+
+    tiny = QualityModel(backbone="tiny", hidden_dims=(16,))
+    tv = init_variables(tiny, 0)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 224, 224, 3)), jnp.float32)
+    ssim, feats = tiny.apply(tv, x)
+    assert ssim.shape == (2, 1) and feats.shape == (2, backbone_feature_dim("tiny"))
+    assert np.all((np.asarray(ssim) > 0) & (np.asarray(ssim) < 1))
+    # Non-square inputs work too (the backbone pools globally).
+    ssim2, _ = tiny.apply(tv, x[:, :200, :160])
+    assert ssim2.shape == (2, 1)
+
+
+def test_initialisation_is_seeded_and_follows_kaiming_fan_out():
+    model = QualityModel()
+    a, b, c = init_variables(model, 0), init_variables(model, 0), init_variables(model, 1)
+    ka, kb, kc = (v["params"]["feature_extractor"]["layer3_0"]["conv2"]["kernel"] for v in (a, b, c))
+    assert np.array_equal(ka, kb) and not np.array_equal(ka, kc)
+    fan_out = 3 * 3 * 256
+    assert np.std(np.asarray(ka)) == pytest.approx(np.sqrt(2 / fan_out), rel=0.02)
+    dense = np.asarray(a["params"]["predictor"]["dense_0"]["kernel"])
+    assert np.std(dense) == pytest.approx(np.sqrt(2 / 1024), rel=0.02)
+    assert not np.any(np.asarray(a["params"]["predictor"]["dense_0"]["bias"]))
+    assert np.all(np.asarray(a["batch_stats"]["feature_extractor"]["bn1"]["var"]) == 1)
+
+
+def test_head_init_choice():
+    lecun = init_variables(make_model(TrainConfig(hidden_dims=(128,))), 0)["params"]["predictor"]["head"]["kernel"]
+    plan = init_variables(make_model(TrainConfig(hidden_dims=(128,), head_init="kaiming_fan_out")), 0)
+    plan = plan["params"]["predictor"]["head"]["kernel"]
+    assert np.std(np.asarray(lecun)) == pytest.approx(np.sqrt(1 / 128), rel=0.2)
+    assert np.std(np.asarray(plan)) == pytest.approx(np.sqrt(2), rel=0.2)
+
+
+def test_batchnorm_running_variance_is_unbiased_like_torch():
+    from ssimjax.models import BatchNorm
+
+    x = jnp.asarray(np.random.default_rng(0).normal(2.0, 3.0, size=(5, 4)), jnp.float32)
+    bn = BatchNorm()
+    v = bn.init(jax.random.PRNGKey(0), x)
+    y, upd = bn.apply(v, x, mutable=["batch_stats"])
+    xn = np.asarray(x, np.float64)
+    np.testing.assert_allclose(upd["batch_stats"]["mean"], 0.1 * xn.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(upd["batch_stats"]["var"], 0.9 + 0.1 * xn.var(0, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(y, (xn - xn.mean(0)) / np.sqrt(xn.var(0) + 1e-5), atol=1e-5)
+    # A masked (padded) batch gives exactly the statistics of its real rows.
+    padded = jnp.concatenate([x, jnp.full((3, 4), 100.0)])
+    mask = jnp.arange(8) < 5
+    yp, updp = bn.apply(v, padded, mask=mask, mutable=["batch_stats"])
+    np.testing.assert_allclose(yp[:5], y, atol=1e-5)
+    np.testing.assert_allclose(updp["batch_stats"]["var"], upd["batch_stats"]["var"], rtol=1e-5)

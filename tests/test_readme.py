@@ -1,0 +1,23 @@
+"""The README's Python example runs as written, and ssimjax never imports torch."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_python_example_runs():
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## From Python.*?```python\n(.*?)```", text, re.S).group(1)
+    r = subprocess.run([sys.executable, "-c", code + "\nassert predictions.shape == (64,)\n"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+
+
+def test_ssimjax_does_not_import_torch():
+    code = ("import sys, ssimjax, ssimjax.run, ssimjax.fit, ssimjax.demo; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
