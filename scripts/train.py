@@ -25,6 +25,40 @@ def parse_hidden_dims(text: str) -> tuple[int, ...]:
     return dims
 
 
+def load_backbone_weights(spec: str, config):
+    """(Flax backbone variables, facts) from torchvision's weights or a local .pth, via the bridge."""
+    try:
+        from bridge import PretrainedError, backbone_from_torchvision
+    except ImportError as e:
+        _cli.fail(f"--backbone-weights needs PyTorch ({e}); install the bridge extra: pip install -e '.[bridge]'")
+    from ssimjax.models import init_variables, make_model
+
+    template = init_variables(make_model(config), config.seed)
+    template = {c: template[c]["feature_extractor"] for c in ("params", "batch_stats")}
+    try:
+        variables, facts = backbone_from_torchvision(spec, template)
+    except PretrainedError as e:
+        _cli.fail(str(e), 1)
+    return variables, facts
+
+
+def write_torch_model(out, config) -> None:
+    """model.pth (the best weights, for the PyTorch deployment) beside every ResNet-50 run."""
+    import logging
+
+    log = logging.getLogger("ssimjax")
+    if config.backbone != "resnet50":
+        log.info("model.pth not written: the PyTorch model is ResNet-50, this run used the tiny backbone")
+        return
+    try:
+        from bridge import export_run
+    except ImportError as e:
+        log.warning(f"model.pth not written: PyTorch is not installed ({e}); pip install -e '.[bridge]', then "
+                    f"python scripts/export_torch.py --checkpoint {out} --out {out}/model.pth")
+        return
+    log.info(f"wrote {export_run(out, out / 'model.pth')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train the ResNet-50 + MLP SSIM predictor (JAX/Flax). Without --data, trains on the "
@@ -55,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output layer initialisation (default lecun_normal; kaiming_fan_out is the plan's literal "
                    "choice, which saturates the sigmoid)")
     p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--backbone-weights", default="none", metavar="none|torchvision|PATH",
+                   help="start the ResNet-50 from torchvision's ImageNet weights (downloaded by torchvision when "
+                   "online), from a local torchvision-format .pth state dict, or from a seeded random init (none, "
+                   "the default); needs the bridge extra")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--skip-invalid", action="store_true", help="train on the valid rows, skipping invalid ones")
     p.add_argument("--cache-dir", help="demo data and feature cache (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
@@ -100,11 +138,20 @@ def main(argv=None) -> int:
         field = str(e).split(":", 1)[0]
         parser.error(str(e).replace(field, flag(field), 1) if field in fields else str(e))
 
+    backbone = None
+    if args.backbone_weights != "none":
+        if args.resume:
+            parser.error("--backbone-weights starts a run; --resume continues with the run's own backbone")
+        if config.backbone != "resnet50":
+            parser.error("--backbone-weights needs the resnet50 backbone")
+        backbone = load_backbone_weights(args.backbone_weights, config)
+
     try:
         result, out = train_run(
             config, data=args.data, out=args.out, resume=args.resume, skip_invalid=args.skip_invalid,
-            cache_dir=args.cache_dir, demo_count=args.demo_count,
+            cache_dir=args.cache_dir, demo_count=args.demo_count, backbone=backbone,
         )
+        write_torch_model(out, config)
     except (DataError, RunError, TrainingError, CheckpointError, ConfigError) as e:
         _cli.fail(str(e), 1)
     except KeyboardInterrupt:

@@ -50,6 +50,33 @@ def _abstract(tree):
     return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def backbone_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir).absolute() / "backbone"
+
+
+def save_backbone(run_dir: str | Path, state: TrainState) -> None:
+    """Writes a frozen backbone once, beside the per-epoch checkpoints (which leave it out)."""
+    path = backbone_dir(run_dir)
+    if not state.freeze_backbone or path.exists():
+        return
+    tree = {"params": state.params[BACKBONE], "batch_stats": state.batch_stats[BACKBONE]}
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(path, tree)
+
+
+def load_backbone(run_dir: str | Path, state: TrainState) -> TrainState:
+    """``state`` with the run's stored frozen backbone in place of its own."""
+    path = backbone_dir(run_dir)
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing (frozen-backbone runs keep their backbone here)")
+    target = {"params": state.params[BACKBONE], "batch_stats": state.batch_stats[BACKBONE]}
+    with ocp.StandardCheckpointer() as ckptr:
+        backbone = ckptr.restore(path, _abstract(target))
+    params, stats = dict(state.params), dict(state.batch_stats)
+    params[BACKBONE], stats[BACKBONE] = backbone["params"], backbone["batch_stats"]
+    return state.replace(params=params, batch_stats=stats)
+
+
 class RunCheckpoints:
     """The ``checkpoints/`` (and ``backbone/``) folders of one run directory."""
 
@@ -72,28 +99,9 @@ class RunCheckpoints:
             self.run_dir / "checkpoints", item_names=("state", "meta"), options=options
         )
 
-    # -- the frozen backbone, written once ------------------------------------------------
-    @property
-    def backbone_dir(self) -> Path:
-        return self.run_dir / "backbone"
-
-    def save_backbone(self, state: TrainState) -> None:
-        if not state.freeze_backbone or self.backbone_dir.exists():
-            return
-        tree = {"params": state.params[BACKBONE], "batch_stats": state.batch_stats[BACKBONE]}
-        with ocp.StandardCheckpointer() as ckptr:
-            ckptr.save(self.backbone_dir, tree)
-
-    def _restore_backbone(self, template: TrainState) -> dict:
-        target = {"params": template.params[BACKBONE], "batch_stats": template.batch_stats[BACKBONE]}
-        if not self.backbone_dir.exists():
-            raise CheckpointError(f"{self.backbone_dir}: missing (frozen-backbone runs keep their backbone here)")
-        with ocp.StandardCheckpointer() as ckptr:
-            return ckptr.restore(self.backbone_dir, _abstract(target))
-
     # -- per-epoch checkpoints ------------------------------------------------------------
     def save(self, epoch: int, state: TrainState, meta: dict, val_loss: float) -> None:
-        self.save_backbone(state)
+        save_backbone(self.run_dir, state)
         self.manager.save(
             epoch,
             args=ocp.args.Composite(state=ocp.args.StandardSave(_saved_tree(state)), meta=ocp.args.JsonSave(meta)),
@@ -115,14 +123,13 @@ class RunCheckpoints:
             epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target)), meta=ocp.args.JsonRestore())
         )
         tree, meta = restored["state"], restored["meta"]
-        params, stats = dict(tree["params"]), dict(tree["batch_stats"])
-        if template.freeze_backbone:
-            backbone = self._restore_backbone(template)
-            params[BACKBONE], stats[BACKBONE] = backbone["params"], backbone["batch_stats"]
+        params, stats = dict(template.params), dict(template.batch_stats)
+        params.update(tree["params"])
+        stats.update(tree["batch_stats"])
         state = template.replace(
             step=tree["step"], params=params, batch_stats=stats, opt_state=tree["opt_state"], rng=tree["rng"]
         )
-        return state, meta
+        return (load_backbone(self.run_dir, state) if template.freeze_backbone else state), meta
 
     def read_meta(self, epoch: int) -> dict:
         return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]

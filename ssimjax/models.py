@@ -124,6 +124,8 @@ class ResNet(nn.Module):
         x = nn.relu(x)
         # torch's MaxPool2d(3, 2, padding=1) pads with -inf, which is what reduce_window does.
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        # Stage outputs for layer-by-layer parity checks; free unless 'intermediates' is mutable.
+        self.sow("intermediates", "stem", x)
         for i, blocks in enumerate(self.stage_sizes):
             planes = self.width * 2**i
             for j in range(blocks):
@@ -135,6 +137,7 @@ class ResNet(nn.Module):
                     train=train,
                     name=f"layer{i + 1}_{j}",
                 )(x, mask=mask)
+            self.sow("intermediates", f"layer{i + 1}", x)
         return jnp.mean(x, axis=(1, 2))
 
 

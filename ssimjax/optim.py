@@ -35,14 +35,20 @@ class EpochLRState(NamedTuple):
     plateau_bad_epochs: jax.Array
 
 
+def _float(x):
+    # The default float: float32, or float64 when x64 is enabled (so a float64 comparison
+    # against PyTorch is not limited by a float32 learning rate).
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
 def scale_by_epoch_lr(initial_lr: float) -> optax.GradientTransformation:
     """Multiplies updates by ``-learning_rate`` held in the state (set per epoch by :func:`end_epoch`)."""
 
     def init_fn(params):
         del params
         return EpochLRState(
-            learning_rate=jnp.asarray(initial_lr, jnp.float32),
-            plateau_best=jnp.asarray(jnp.inf, jnp.float32),
+            learning_rate=_float(initial_lr),
+            plateau_best=_float(jnp.inf),
             plateau_bad_epochs=jnp.asarray(0, jnp.int32),
         )
 
@@ -50,6 +56,26 @@ def scale_by_epoch_lr(initial_lr: float) -> optax.GradientTransformation:
         del params
         lr = state.learning_rate
         return jax.tree_util.tree_map(lambda u: -lr * u, updates), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def clip_grad_norm(max_norm: float) -> optax.GradientTransformation:
+    """``torch.nn.utils.clip_grad_norm_``: scale by ``min(1, max_norm / (norm + 1e-6))``.
+
+    Unlike ``optax.clip_by_global_norm`` (``max_norm / norm``, only above the threshold), torch
+    adds 1e-6 to the norm; the difference is small but shifts every clipped step.
+    """
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        norm = optax.global_norm(updates)
+        coef = jnp.minimum(1.0, max_norm / (norm + 1e-6))
+        return jax.tree_util.tree_map(lambda u: u * coef.astype(u.dtype), updates), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -74,7 +100,7 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
     backbone = optax.set_to_zero() if config.freeze_backbone else adam_group(config.backbone_lr_multiplier)
     return optax.chain(
-        optax.clip_by_global_norm(config.grad_clip_norm),
+        clip_grad_norm(config.grad_clip_norm),
         optax.multi_transform({"backbone": backbone, "predictor": adam_group(1.0)}, param_labels),
         scale_by_epoch_lr(config.learning_rate),
     )
@@ -101,7 +127,7 @@ def end_epoch(opt_state, config: TrainConfig, epoch: int, val_loss):
     nxt = epoch + 1
     best, bad = s.plateau_best, s.plateau_bad_epochs
     if config.scheduler == "reduce_on_plateau":
-        val_loss = jnp.asarray(val_loss, jnp.float32)
+        val_loss = _float(val_loss)
         better = val_loss < best * (1.0 - PLATEAU_THRESHOLD)
         best = jnp.where(better, val_loss, best)
         bad = jnp.where(better, 0, bad + 1)
@@ -115,5 +141,5 @@ def end_epoch(opt_state, config: TrainConfig, epoch: int, val_loss):
         lr = lr0 * STEP_GAMMA ** (nxt // STEP_SIZE)
     else:
         lr = lr0
-    new = EpochLRState(jnp.asarray(lr, jnp.float32), jnp.asarray(best, jnp.float32), jnp.asarray(bad, jnp.int32))
+    new = EpochLRState(_float(lr), _float(best), jnp.asarray(bad, jnp.int32))
     return opt_state[:-1] + (new,)

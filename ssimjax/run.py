@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checkpoint import BACKBONE, CheckpointError, RunCheckpoints
+from .checkpoint import BACKBONE, CheckpointError, RunCheckpoints, load_backbone, save_backbone
 from .config import TrainConfig, load_config, save_config
 from .data import (
     DataError, ImageError, PREPROCESS_VERSION, Problem, file_sha256, load_image_file, normalize,
@@ -31,6 +32,7 @@ from .data import (
 from .demo import DEFAULT_DEMO_COUNT, demo_dataset
 from .features import FeatureCache, default_cache_dir, weights_hash
 from .fit import FitResult, TrainingError, fit, predict
+from .models import init_variables, make_model
 from .steps import TrainState, create_train_state, jit_extract_features
 
 log = logging.getLogger("ssimjax")
@@ -152,17 +154,24 @@ def train_run(
     skip_invalid: bool = False,
     cache_dir: str | Path | None = None,
     demo_count: int = DEFAULT_DEMO_COUNT,
+    backbone: tuple[dict, dict] | None = None,
     on_epoch_end=None,
 ) -> tuple[FitResult, Path]:
     """Everything ``scripts/train.py`` does: data, features, training, run folder. Returns the
-    fit result and the run folder."""
+    fit result and the run folder.
+
+    ``backbone`` is ``(variables, facts)``: the backbone's ``{'params', 'batch_stats'}`` to start
+    from (e.g. converted torchvision weights) and what to record about them in ``config.json``.
+    """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out = Path(out) if out is not None else new_run_dir()
     config_path = out / "config.json"
+    if resume and backbone is not None:
+        raise RunError(f"{out}: --resume continues with the run's own backbone; do not pass backbone weights")
     if resume:
         if not config_path.is_file():
             raise RunError(f"{out}: nothing to resume (no config.json)")
-    elif (out / "checkpoints").exists() or config_path.exists():
+    elif any((out / name).exists() for name in ("checkpoints", "backbone", "config.json")):
         raise RunError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -172,7 +181,22 @@ def train_run(
         data = demo_dataset(cache_dir, count=demo_count, seed=0, log=log.info)
         timings["demo_build_s"] = time.perf_counter() - t0
 
-    state = create_train_state(config)
+    variables = None
+    backbone_facts = dict(weights="random-init", seed=config.seed)
+    if backbone is not None:
+        variables = init_variables(make_model(config), config.seed)
+        for collection in ("params", "batch_stats"):
+            variables[collection][BACKBONE] = jax.tree_util.tree_map(jnp.asarray, backbone[0][collection])
+        backbone_facts = dict(backbone[1])
+    state = create_train_state(config, variables)
+    if resume:
+        _, saved_facts = load_config(config_path)
+        backbone_facts = saved_facts.get("backbone", backbone_facts)
+        if state.freeze_backbone:
+            try:
+                state = load_backbone(out, state)
+            except CheckpointError as e:
+                raise RunError(str(e)) from None
     inputs, facts = load_inputs(state, data, cache_dir, skip_invalid, timings)
     train_idx, val_idx = split_indices(len(inputs["ssim"]), config.validation_split, config.seed)
     train = {k: v[train_idx] for k, v in inputs.items()}
@@ -180,12 +204,12 @@ def train_run(
     facts.update(train_rows=len(train_idx), val_rows=len(val_idx))
 
     if resume:
-        _, saved_facts = load_config(config_path)
         if saved_facts.get("data", {}).get("manifest_sha256") != facts["manifest_sha256"]:
             raise RunError(f"{out}: --resume needs the same data the run started with ({saved_facts.get('data', {}).get('manifest')})")
     save_config(config_path, config, data=facts, versions=_versions(),
-                backbone=dict(weights="random-init", seed=config.seed,
-                              sha256=weights_hash(backbone_variables(state))))
+                backbone=dict(backbone_facts, sha256=weights_hash(backbone_variables(state))))
+    if not resume:
+        save_backbone(out, state)  # before any epoch, so even a run cut short keeps its start
     log.info(
         f"{facts['valid_rows']} images ({len(train_idx)} train, {len(val_idx)} val); "
         f"trainable parameters: {trainable_params(state):,}; batch size {config.batch_size}, "

@@ -1,0 +1,84 @@
+"""Export a run's best weights as the plan's PyTorch checkpoint file."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from ssimjax.run import load_run
+
+from .convert import flax_to_torch
+from .model import FEATURE_DIM, QualityPredictionModel
+
+FORMAT_VERSION = 1
+
+
+class ExportError(ValueError):
+    pass
+
+
+def torch_config(config, pretrained: bool) -> dict:
+    """The deployment's ``config`` dict for a :class:`ssimjax.config.TrainConfig`."""
+    return {
+        "pretrained": bool(pretrained),
+        "freeze_backbone": bool(config.freeze_backbone),
+        "feature_dim": FEATURE_DIM,
+        "hidden_dims": [int(h) for h in config.hidden_dims],
+        "dropout_rate": float(config.dropout_rate),
+        "use_batch_norm": bool(config.use_batch_norm),
+        "version": "1.0",
+    }
+
+
+def _plain(x):
+    """Numbers, strings, lists and dicts only, so the file loads with weights_only=True."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, int):
+        return int(x)
+    return float(x)
+
+
+def build_checkpoint(run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir)
+    state, config, meta = load_run(run_dir)
+    if config.backbone != "resnet50":
+        raise ExportError(f"{run_dir}: the PyTorch model is ResNet-50; this run trained the {config.backbone!r} backbone")
+    facts = json.loads((run_dir / "config.json").read_text())
+    pretrained = facts.get("backbone", {}).get("weights", "random-init") != "random-init"
+    history = {k: list(v) for k, v in meta["history"].items()}
+    best = dict(meta["best_val_metrics"])
+    best["r2_score"] = best.get("r2")
+    correlations = [c for c in history.get("val_correlation", []) if not math.isnan(c)]
+    return _plain({
+        "format_version": FORMAT_VERSION,
+        "epoch": meta["best_epoch"],
+        "model_state_dict": None,  # filled below (tensors are not touched by _plain)
+        "config": torch_config(config, pretrained),
+        "history": history,
+        "val_metrics": best,
+        "best_val_loss": meta["best_val_loss"],
+        "best_val_correlation": max(correlations) if correlations else 0.0,
+        "ssimjax": {"run_dir": str(run_dir.resolve()), "train_config": config.to_dict()},
+    }) | {"model_state_dict": flax_to_torch(state.variables, num_batches_tracked=int(state.step))}
+
+
+def export_run(run_dir: str | Path, out: str | Path) -> Path:
+    """Writes the run's best weights as a ``torch.save``d checkpoint dict; returns the path."""
+    checkpoint = build_checkpoint(run_dir)
+    # Check the file is what deployment needs before writing it.
+    model = QualityPredictionModel(checkpoint["config"])
+    model.load_state_dict(checkpoint["model_state_dict"], strict=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(out)
+    return out
