@@ -240,15 +240,9 @@ def test_first_training_step_matches_in_float32():
 def test_pretrained_torchvision_weights_give_torchvisions_features(tmp_path):
     from bridge import backbone_from_torchvision, PretrainedError
 
-    torch.manual_seed(0)
-    tv = torchvision.models.resnet50(weights=None)
-    with torch.no_grad():  # randomise BatchNorm statistics and affine parameters
-        for m in tv.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.1, 0.4)
-                m.bias.normal_(0, 0.1)
+    from torch_helpers import random_torchvision_resnet50
+
+    tv = random_torchvision_resnet50()
     path = tmp_path / "resnet50.pth"
     torch.save(tv.state_dict(), path)
     model = QualityModel()

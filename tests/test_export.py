@@ -24,19 +24,13 @@ def run(script, *args, env=None):
                           text=True, env={**os.environ, **(env or {})}, timeout=900)
 
 
-def random_torchvision_resnet50(path):
-    """A randomly initialised torchvision ResNet-50 with random BatchNorm statistics, as a .pth."""
-    torch.manual_seed(0)
-    model = torchvision.models.resnet50(weights=None)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.0)
-                m.bias.normal_(0, 0.1)
-    torch.save(model.state_dict(), path)
-    return model.state_dict()
+def save_random_resnet50(path):
+    """A random torchvision ResNet-50 (random BatchNorm statistics too) saved as a .pth state dict."""
+    from torch_helpers import random_torchvision_resnet50
+
+    state_dict = random_torchvision_resnet50(bn_scale=(0.5, 1.0)).state_dict()
+    torch.save(state_dict, path)
+    return state_dict
 
 
 class PlanQualityPredictionModel(torch.nn.Module):
@@ -65,7 +59,7 @@ class PlanQualityPredictionModel(torch.nn.Module):
 def pretrained_run(tmp_path_factory, small_dataset):
     tmp = tmp_path_factory.mktemp("export")
     weights = tmp / "resnet50-random.pth"
-    state_dict = random_torchvision_resnet50(weights)
+    state_dict = save_random_resnet50(weights)
     out = tmp / "run"
     r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "2", "--batch-size", "8",
             "--backbone-weights", weights)
@@ -164,7 +158,7 @@ def test_torchvision_weights_through_torchvisions_own_cache(small_dataset, tmp_p
         assert str(cached) in r.stderr and r.stderr.count("\n") == 1
         # The file where torchvision looks is used without a download.
         cached.parent.mkdir(parents=True, exist_ok=True)
-        random_torchvision_resnet50(cached)
+        save_random_resnet50(cached)
         r = run("train.py", "--data", small_dataset, "--out", tmp_path / "b", "--epochs", "1", "--batch-size", "8",
                 "--backbone-weights", "torchvision", env={"TORCH_HOME": str(home)})
         assert r.returncode == 0, r.stderr
