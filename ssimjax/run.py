@@ -58,7 +58,7 @@ def compute_features(state: TrainState, images_uint8: np.ndarray, batch_size: in
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     n = images_uint8.shape[0]
     out = []
-    for start in range(0, n, batch_size):
+    for start in tqdm(range(0, n, batch_size), desc="backbone features", unit="batch", leave=False, disable=None):
         chunk = images_uint8[start:start + batch_size]
         real = chunk.shape[0]
         if real < batch_size:
@@ -175,6 +175,8 @@ def train_run(
         raise RunError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
+    if resume and data is None:  # continue on the data the run started with
+        data = load_config(config_path)[1].get("data", {}).get("manifest")
 
     if data is None:
         t0 = time.perf_counter()

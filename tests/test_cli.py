@@ -51,7 +51,7 @@ def test_train_then_predict(tmp_path, small_dataset):
     # Resume with a different learning rate is refused; with more epochs it continues.
     r = run("train.py", "--out", out, "--resume", "--learning-rate", "0.5", "--data", small_dataset)
     assert r.returncode == 2 and "--learning-rate (run has 0.001)" in r.stderr
-    r = run("train.py", "--out", out, "--resume", "--epochs", "4", "--data", small_dataset)
+    r = run("train.py", "--out", out, "--resume", "--epochs", "4")  # the run's own data by default
     assert r.returncode == 0, r.stderr
     assert len(json.loads((out / "history.json").read_text())["val_loss"]) == 4
 
