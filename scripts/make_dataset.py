@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-import _cli
+import _cli  # noqa: F401  (puts the checkout on sys.path)
 
 
 def main(argv=None) -> int:

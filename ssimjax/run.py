@@ -9,10 +9,8 @@ A run folder holds ``config.json`` (the configuration and the run's facts), ``hi
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import logging
-import math
 import time
 from importlib import metadata
 from pathlib import Path

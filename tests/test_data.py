@@ -102,7 +102,7 @@ def test_transparency_is_composited_on_white():
 
 
 def test_preprocessing_is_torchvisions(tmp_path):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torchvision import transforms
 
     rng = np.random.default_rng(1)

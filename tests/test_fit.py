@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from ssimjax.checkpoint import RunCheckpoints
-from ssimjax.config import TrainConfig
 from ssimjax.fit import TIMING_KEYS, EarlyStopping, TrainingError, fit, predict
 from ssimjax.losses import mse_loss
 from ssimjax.models import backbone_feature_dim

@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssimjax.losses import combined_loss, get_loss, huber_loss, mae_loss, mse_loss, pearson
+from ssimjax.losses import combined_loss, get_loss, pearson
 from ssimjax.metrics import regression_metrics
 
 torch = pytest.importorskip("torch")
