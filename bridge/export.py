@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 
+from ssimjax.config import load_config
 from ssimjax.run import load_run
 
 from .convert import flax_to_torch
@@ -51,7 +51,7 @@ def build_checkpoint(run_dir: str | Path) -> dict:
     state, config, meta = load_run(run_dir)
     if config.backbone != "resnet50":
         raise ExportError(f"{run_dir}: the PyTorch model is ResNet-50; this run trained the {config.backbone!r} backbone")
-    facts = json.loads((run_dir / "config.json").read_text())
+    facts = load_config(run_dir / "config.json")[1]
     pretrained = facts.get("backbone", {}).get("weights", "random-init") != "random-init"
     history = {k: list(v) for k, v in meta["history"].items()}
     best = dict(meta["best_val_metrics"])

@@ -177,9 +177,10 @@ def _make_one(args):
     return index, name, conversion_ssim(img), kind
 
 
-def pipeline_versions() -> dict:
+def package_versions(*names: str) -> dict:
+    """Installed version of each named distribution (None where it is not installed)."""
     out = {}
-    for pkg in ("vtracer", "resvg-py", "scikit-image", "pillow"):
+    for pkg in names:
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -220,7 +221,7 @@ def make_dataset(out: str | Path, count: int, seed: int = 0, workers: int | None
             writer.writerow([name, f"{ssim:.6f}", kind])
     meta = dict(
         count=count, seed=seed, demo_version=DEMO_VERSION, vtracer_parameters=VTRACER_DEFAULTS,
-        render="resvg-py, original size, white background", ssim=SSIM_SETTINGS, versions=pipeline_versions(),
+        render="resvg-py, original size, white background", ssim=SSIM_SETTINGS, versions=package_versions("vtracer", "resvg-py", "scikit-image", "pillow"),
     )
     (out / "labels_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return labels

@@ -9,10 +9,10 @@ A run folder holds ``config.json`` (the configuration and the run's facts), ``hi
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
@@ -24,10 +24,10 @@ from tqdm.auto import tqdm
 from .checkpoint import BACKBONE, CheckpointError, RunCheckpoints, load_backbone, save_backbone
 from .config import TrainConfig, load_config, save_config
 from .data import (
-    DataError, ImageError, PREPROCESS_VERSION, Problem, file_sha256, load_image_file, normalize,
-    raise_for_problems, read_manifest, split_indices,
+    DataError, ImageError, PREPROCESS_VERSION, Problem, file_sha256, load_image_file, normalize, open_image,
+    raise_for_problems, read_manifest, resize_224, split_indices,
 )
-from .demo import DEFAULT_DEMO_COUNT, demo_dataset
+from .demo import DEFAULT_DEMO_COUNT, demo_dataset, package_versions
 from .features import FeatureCache, default_cache_dir, weights_hash
 from .fit import FitResult, TrainingError, fit, predict
 from .models import init_variables, make_model
@@ -73,22 +73,24 @@ def load_inputs(state: TrainState, data: str | Path, cache_dir: Path, skip_inval
     """
     t0 = time.perf_counter()
     manifest, rows, problems = read_manifest(data)
+    total_rows = len(rows) + len(problems)
     frozen = state.freeze_backbone
     cache = FeatureCache(cache_dir, weights_hash(backbone_variables(state))) if frozen else None
 
     kept, feats, images, todo = [], {}, {}, []
     for row in tqdm(rows, desc="reading images", unit="img", leave=False, disable=None):
         try:
-            sha = file_sha256(row.image)
+            raw = row.image.read_bytes()
         except OSError as e:
             problems.append(Problem(row.where, str(row.image), f"cannot read file ({e.strerror or e})"))
             continue
+        sha = hashlib.sha256(raw).hexdigest()
         cached = cache.get(sha) if cache is not None else None
         if cached is not None:
             feats[sha] = cached
         else:
             try:
-                img, _ = load_image_file(row.image)
+                img = resize_224(open_image(raw))
             except ImageError as e:
                 problems.append(Problem(row.where, str(row.image), str(e)))
                 continue
@@ -116,21 +118,11 @@ def load_inputs(state: TrainState, data: str | Path, cache_dir: Path, skip_inval
     timings["features_computed"] = len(todo)
     inputs["ssim"] = np.asarray([row.ssim for row, _ in kept], np.float32)
     facts = dict(
-        manifest=str(manifest.resolve()), manifest_sha256=file_sha256(manifest), rows=len(rows) + len(problems),
+        manifest=str(manifest.resolve()), manifest_sha256=file_sha256(manifest), rows=total_rows,
         valid_rows=len(kept), skipped_rows=len(problems), preprocessing=PREPROCESS_VERSION,
         feature_cache=str(cache.dir) if cache is not None else None,
     )
     return inputs, facts
-
-
-def _versions() -> dict:
-    out = {}
-    for pkg in ("jax", "flax", "optax", "orbax-checkpoint", "vtracer", "resvg-py", "scikit-image", "pillow"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def new_run_dir(root: str | Path = "runs") -> Path:
@@ -206,7 +198,8 @@ def train_run(
     if resume:
         if saved_facts.get("data", {}).get("manifest_sha256") != facts["manifest_sha256"]:
             raise RunError(f"{out}: --resume needs the same data the run started with ({saved_facts.get('data', {}).get('manifest')})")
-    save_config(config_path, config, data=facts, versions=_versions(),
+    save_config(config_path, config, data=facts, versions=package_versions(
+        "jax", "flax", "optax", "orbax-checkpoint", "vtracer", "resvg-py", "scikit-image", "pillow"),
                 backbone=dict(backbone_facts, sha256=weights_hash(backbone_variables(state))))
     if not resume:
         save_backbone(out, state)  # before any epoch, so even a run cut short keeps its start

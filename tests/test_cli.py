@@ -71,18 +71,26 @@ def test_bad_flag_values_are_clear_errors(args, message):
 
 def test_invalid_rows_fail_listing_them_or_are_skipped(tmp_path, small_dataset):
     rows = (small_dataset / "labels.csv").read_text().splitlines()
-    bad = rows + ["images/demo_00000.png,1.7", "images/nope.png,0.5"]
+    bad = rows + ["images/demo_00000.png,1.7", "images/nope.png,0.5", "broken.png,0.5"]
     manifest = small_dataset / "bad.csv"  # beside the images, so paths resolve
     manifest.write_text("\n".join(bad) + "\n")
+    broken = small_dataset / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     try:
         r = run("train.py", "--data", manifest, "--out", tmp_path / "r1", "--epochs", "1", *TINY)
         assert r.returncode == 1 and "Traceback" not in r.stderr
-        assert "bad.csv: 2 invalid rows" in r.stderr and "line 26" in r.stderr and "line 27" in r.stderr
+        assert "bad.csv: 3 invalid rows" in r.stderr
+        for line in ("line 26 (images/demo_00000.png): ssim 1.7 is outside [0, 1]",
+                     "line 27 (images/nope.png): image file not found", "line 28", "cannot read image"):
+            assert line in r.stderr, r.stderr
         r = run("train.py", "--data", manifest, "--out", tmp_path / "r2", "--epochs", "1", "--skip-invalid", *TINY)
         assert r.returncode == 0, r.stderr
-        assert "skipped 2 invalid rows, training on 24 valid ones" in r.stderr
+        assert "skipped 3 invalid rows, training on 24 valid ones" in r.stderr
+        data = json.loads((tmp_path / "r2" / "config.json").read_text())["data"]
+        assert (data["rows"], data["valid_rows"], data["skipped_rows"]) == (27, 24, 3)
     finally:
         manifest.unlink()
+        broken.unlink()
 
 
 def test_predict_errors_are_one_line(tmp_path):
