@@ -56,7 +56,7 @@ def torchvision_module(path: tuple[str, ...]) -> str:
     return ".".join(out)
 
 
-def model_module(path: tuple[str, ...], use_batch_norm: bool) -> str:
+def model_module(path: tuple[str, ...], use_batch_norm: bool, hidden_layers: int) -> str:
     """Flax module path in the whole model -> ``QualityPredictionModel`` module name."""
     if path[0] == BACKBONE:
         name = torchvision_module(path[1:])
@@ -67,7 +67,7 @@ def model_module(path: tuple[str, ...], use_batch_norm: bool) -> str:
     if m:
         index = int(m.group(2)) * stride + (1 if m.group(1) == "bn" else 0)
     elif path[1] == "head":
-        index = None  # resolved by the caller, who knows the number of hidden layers
+        index = hidden_layers * stride
     else:
         raise ValueError(f"unknown predictor module {path[1]!r}")
     return f"predictor.mlp.{index}"
@@ -84,16 +84,10 @@ def _entries(variables: dict, name_fn: Callable[[tuple[str, ...]], str]) -> list
 
 
 def _model_name_fn(variables: dict) -> Callable:
-    hidden = [k for k in variables["params"].get("predictor", {}) if k.startswith("dense_")]
-    use_bn = any(k.startswith("bn_") for k in variables["params"].get("predictor", {}))
-    stride = 4 if use_bn else 3
-
-    def name(path):
-        if path == ("predictor", "head"):
-            return f"predictor.mlp.{len(hidden) * stride}"
-        return model_module(path, use_bn)
-
-    return name
+    predictor = variables["params"].get("predictor", {})
+    hidden_layers = sum(k.startswith("dense_") for k in predictor)
+    use_bn = any(k.startswith("bn_") for k in predictor)
+    return lambda path: model_module(path, use_bn, hidden_layers)
 
 
 def _get(tree, path):

@@ -54,14 +54,17 @@ def backbone_dir(run_dir: str | Path) -> Path:
     return Path(run_dir).absolute() / "backbone"
 
 
+def _backbone_tree(state: TrainState) -> dict:
+    return {"params": state.params[BACKBONE], "batch_stats": state.batch_stats[BACKBONE]}
+
+
 def save_backbone(run_dir: str | Path, state: TrainState) -> None:
     """Writes a frozen backbone once, beside the per-epoch checkpoints (which leave it out)."""
     path = backbone_dir(run_dir)
     if not state.freeze_backbone or path.exists():
         return
-    tree = {"params": state.params[BACKBONE], "batch_stats": state.batch_stats[BACKBONE]}
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(path, tree)
+        ckptr.save(path, _backbone_tree(state))
 
 
 def load_backbone(run_dir: str | Path, state: TrainState) -> TrainState:
@@ -69,9 +72,8 @@ def load_backbone(run_dir: str | Path, state: TrainState) -> TrainState:
     path = backbone_dir(run_dir)
     if not path.exists():
         raise CheckpointError(f"{path}: missing (frozen-backbone runs keep their backbone here)")
-    target = {"params": state.params[BACKBONE], "batch_stats": state.batch_stats[BACKBONE]}
     with ocp.StandardCheckpointer() as ckptr:
-        backbone = ckptr.restore(path, _abstract(target))
+        backbone = ckptr.restore(path, _abstract(_backbone_tree(state)))
     params, stats = dict(state.params), dict(state.batch_stats)
     params[BACKBONE], stats[BACKBONE] = backbone["params"], backbone["batch_stats"]
     return state.replace(params=params, batch_stats=stats)

@@ -221,7 +221,8 @@ def make_dataset(out: str | Path, count: int, seed: int = 0, workers: int | None
             writer.writerow([name, f"{ssim:.6f}", kind])
     meta = dict(
         count=count, seed=seed, demo_version=DEMO_VERSION, vtracer_parameters=VTRACER_DEFAULTS,
-        render="resvg-py, original size, white background", ssim=SSIM_SETTINGS, versions=package_versions("vtracer", "resvg-py", "scikit-image", "pillow"),
+        render="resvg-py, original size, white background", ssim=SSIM_SETTINGS,
+        versions=package_versions("vtracer", "resvg-py", "scikit-image", "pillow"),
     )
     (out / "labels_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return labels

@@ -209,8 +209,9 @@ def init_variables(model: QualityModel, seed: int, image_size: int = 32) -> dict
     is LeCun normal (std sqrt(1 / fan_in)) unless ``model.head_init == 'kaiming_fan_out'``:
     Kaiming fan-out there has fan_out = 1, so std 1.41 and logits of about +-11, which saturates
     the sigmoid (measured on the demo set: the untrained model predicts 1.000 for every image, and
-    the default run's best validation loss is 0.079 against 0.045). Drawn with NumPy from the abstract shapes:
-    compiling Flax's initialisers costs seconds per model on CPU, this costs a fraction of one.
+    the default run's best validation loss is 0.079 against 0.045). Drawn with NumPy from the
+    abstract shapes: compiling Flax's initialisers costs seconds per model on CPU, this costs a
+    fraction of one.
     """
     dummy = jax.ShapeDtypeStruct((2, image_size, image_size, 3), jnp.float32)
     shapes = jax.eval_shape(lambda x: model.init({"params": jax.random.PRNGKey(0)}, x, train=False), dummy)

@@ -65,17 +65,21 @@ def compute_features(state: TrainState, images_uint8: np.ndarray, batch_size: in
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def load_inputs(state: TrainState, data: str | Path, cache_dir: Path, skip_invalid: bool, timings: dict) -> tuple[dict, dict]:
+def load_inputs(state: TrainState, data: str | Path, cache_dir: Path, skip_invalid: bool, timings: dict,
+                backbone_hash: str | None = None) -> tuple[dict, dict]:
     """Reads and validates a manifest, then builds the model inputs for every valid row.
 
-    Frozen backbone: cached features (computed for the images not yet in the cache). Otherwise:
-    the preprocessed uint8 images. Returns ``(inputs, facts about the data for config.json)``.
+    Frozen backbone: cached features (computed for the images not yet in the cache), keyed by
+    ``backbone_hash`` (computed here when not given). Otherwise: the preprocessed uint8 images.
+    Returns ``(inputs, facts about the data for config.json)``.
     """
     t0 = time.perf_counter()
     manifest, rows, problems = read_manifest(data)
     total_rows = len(rows) + len(problems)
     frozen = state.freeze_backbone
-    cache = FeatureCache(cache_dir, weights_hash(backbone_variables(state))) if frozen else None
+    if frozen and backbone_hash is None:
+        backbone_hash = weights_hash(backbone_variables(state))
+    cache = FeatureCache(cache_dir, backbone_hash) if frozen else None
 
     kept, feats, images, todo = [], {}, {}, []
     for row in tqdm(rows, desc="reading images", unit="img", leave=False, disable=None):
@@ -165,8 +169,9 @@ def train_run(
         raise RunError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
+    saved_facts = load_config(config_path)[1] if resume else {}
     if resume and data is None:  # continue on the data the run started with
-        data = load_config(config_path)[1].get("data", {}).get("manifest")
+        data = saved_facts.get("data", {}).get("manifest")
 
     if data is None:
         t0 = time.perf_counter()
@@ -182,14 +187,14 @@ def train_run(
         backbone_facts = dict(backbone[1])
     state = create_train_state(config, variables)
     if resume:
-        _, saved_facts = load_config(config_path)
         backbone_facts = saved_facts.get("backbone", backbone_facts)
         if state.freeze_backbone:
             try:
                 state = load_backbone(out, state)
             except CheckpointError as e:
                 raise RunError(str(e)) from None
-    inputs, facts = load_inputs(state, data, cache_dir, skip_invalid, timings)
+    backbone_hash = weights_hash(backbone_variables(state))
+    inputs, facts = load_inputs(state, data, cache_dir, skip_invalid, timings, backbone_hash)
     train_idx, val_idx = split_indices(len(inputs["ssim"]), config.validation_split, config.seed)
     train = {k: v[train_idx] for k, v in inputs.items()}
     val = {k: v[val_idx] for k, v in inputs.items()}
@@ -198,9 +203,10 @@ def train_run(
     if resume:
         if saved_facts.get("data", {}).get("manifest_sha256") != facts["manifest_sha256"]:
             raise RunError(f"{out}: --resume needs the same data the run started with ({saved_facts.get('data', {}).get('manifest')})")
-    save_config(config_path, config, data=facts, versions=package_versions(
-        "jax", "flax", "optax", "orbax-checkpoint", "vtracer", "resvg-py", "scikit-image", "pillow"),
-                backbone=dict(backbone_facts, sha256=weights_hash(backbone_variables(state))))
+    versions = package_versions("jax", "flax", "optax", "orbax-checkpoint", "vtracer", "resvg-py",
+                                "scikit-image", "pillow")
+    save_config(config_path, config, data=facts, versions=versions,
+                backbone=dict(backbone_facts, sha256=backbone_hash))
     if not resume:
         save_backbone(out, state)  # before any epoch, so even a run cut short keeps its start
     log.info(
