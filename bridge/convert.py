@@ -20,8 +20,9 @@ import jax
 import numpy as np
 import torch
 
+from ssimjax.models import BACKBONE
+
 LEAF_TO_TORCH = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
-BACKBONE = "feature_extractor"
 SEQUENTIAL_INDEX = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ssimjax.config import load_config
-from ssimjax.run import load_run
+from ssimjax.predict import load_run
 
 from .convert import flax_to_torch
 from .model import FEATURE_DIM, QualityPredictionModel
@@ -48,11 +47,11 @@ def _plain(x):
 
 def build_checkpoint(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
-    state, config, meta = load_run(run_dir)
+    run = load_run(run_dir)
+    state, config, meta = run.state, run.config, run.meta
     if config.backbone != "resnet50":
         raise ExportError(f"{run_dir}: the PyTorch model is ResNet-50; this run trained the {config.backbone!r} backbone")
-    facts = load_config(run_dir / "config.json")[1]
-    pretrained = facts.get("backbone", {}).get("weights", "random-init") != "random-init"
+    pretrained = run.facts.get("backbone", {}).get("weights", "random-init") != "random-init"
     history = {k: list(v) for k, v in meta["history"].items()}
     best = dict(meta["best_val_metrics"])
     best["r2_score"] = best.get("r2")

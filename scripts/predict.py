@@ -18,14 +18,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     _cli.setup_logging(verbose=False)
 
-    from ssimjax.config import ConfigError
     from ssimjax.data import DataError
-    from ssimjax.run import RunError, load_run, predict_files
+    from ssimjax.predict import load_run, predict_files
+    from ssimjax.start import RunError
 
     try:
-        state, _, _ = load_run(args.checkpoint)
-        preds = predict_files(state, args.images)
-    except (ConfigError, DataError, RunError) as e:
+        preds = predict_files(load_run(args.checkpoint), args.images)
+    except (DataError, RunError) as e:
         _cli.fail(str(e), 1)
     if args.json:
         print(json.dumps({path: float(v) for path, v in zip(args.images, preds)}))

@@ -12,7 +12,7 @@ import _cli
 FLAG_FOR_FIELD = {
     "use_batch_norm": "--no-batch-norm",
     "freeze_backbone": "--no-freeze-backbone",
-}
+}  # every other field's flag is --field-name
 
 
 def parse_hidden_dims(text: str) -> tuple[int, ...]:
@@ -25,21 +25,22 @@ def parse_hidden_dims(text: str) -> tuple[int, ...]:
     return dims
 
 
-def load_backbone_weights(spec: str, config):
-    """(Flax backbone variables, facts) from torchvision's weights or a local .pth, via the bridge."""
+def backbone_loader(spec: str):
+    """A loader of (Flax backbone variables, facts) from torchvision's weights or a local .pth, via the bridge."""
     try:
         from bridge import PretrainedError, backbone_from_torchvision
     except ImportError as e:
         _cli.fail(f"--backbone-weights needs PyTorch ({e}); install the bridge extra: pip install -e '.[bridge]'")
-    from ssimjax.models import init_variables, make_model
+    from ssimjax.models import init_variables, make_model, split_backbone
 
-    template = init_variables(make_model(config), config.seed)
-    template = {c: template[c]["feature_extractor"] for c in ("params", "batch_stats")}
-    try:
-        variables, facts = backbone_from_torchvision(spec, template)
-    except PretrainedError as e:
-        _cli.fail(str(e), 1)
-    return variables, facts
+    def load(config):
+        template = split_backbone(init_variables(make_model(config), config.seed))[0]
+        try:
+            return backbone_from_torchvision(spec, template)
+        except PretrainedError as e:
+            _cli.fail(str(e), 1)
+
+    return load
 
 
 def write_torch_model(out, config) -> None:
@@ -60,6 +61,8 @@ def write_torch_model(out, config) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ssimjax.config import BACKBONES, DEFAULT_DEMO_COUNT, HEAD_INITS, LOSSES, SCHEDULERS
+
     p = argparse.ArgumentParser(
         description="Train the ResNet-50 + MLP SSIM predictor (JAX/Flax). Without --data, trains on the "
         "built-in demo set (generated and labelled with VTracer + resvg on first use, then cached).",
@@ -71,9 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="default 32")
     p.add_argument("--learning-rate", type=float, help="default 1e-3")
     p.add_argument("--weight-decay", type=float, help="L2 added to the gradient, as torch Adam (default 1e-4)")
-    p.add_argument("--loss", choices=("mse", "mae", "huber", "combined"), help="default mse")
-    p.add_argument("--scheduler", choices=("reduce_on_plateau", "cosine_annealing", "step", "constant"),
-                   help="default reduce_on_plateau")
+    p.add_argument("--loss", choices=LOSSES, help="default mse")
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="default reduce_on_plateau")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
     p.add_argument("--min-delta", type=float, help="minimum improvement for early stopping (default 1e-4)")
     p.add_argument("--validation-split", type=float, help="share of rows held out, seeded (default 0.2)")
@@ -83,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no BatchNorm in the MLP")
     p.add_argument("--no-freeze-backbone", dest="freeze_backbone", action="store_const", const=False,
                    help="train the backbone too, at 0.1x the learning rate")
-    p.add_argument("--backbone", choices=("resnet50", "tiny"),
+    p.add_argument("--backbone", choices=BACKBONES,
                    help="resnet50 (default) or a tiny ResNet for smoke tests")
-    p.add_argument("--head-init", choices=("lecun_normal", "kaiming_fan_out"),
+    p.add_argument("--head-init", choices=HEAD_INITS,
                    help="output layer initialisation (default lecun_normal; kaiming_fan_out is the plan's literal "
                    "choice, which saturates the sigmoid)")
     p.add_argument("--seed", type=int, help="default 0")
@@ -96,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--skip-invalid", action="store_true", help="train on the valid rows, skipping invalid ones")
     p.add_argument("--cache-dir", help="demo data and feature cache (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
-    p.add_argument("--demo-count", type=int, default=400, help="images in the built-in demo set (default 400)")
+    p.add_argument("--demo-count", type=int, default=DEFAULT_DEMO_COUNT,
+                   help=f"images in the built-in demo set (default {DEFAULT_DEMO_COUNT})")
     return p
 
 
@@ -104,13 +107,12 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _cli.setup_logging()
-    from pathlib import Path
-
     from ssimjax.checkpoint import CheckpointError
-    from ssimjax.config import ConfigError, TrainConfig, load_config
+    from ssimjax.config import ConfigError, TrainConfig
     from ssimjax.data import DataError
     from ssimjax.fit import TrainingError
-    from ssimjax.run import RunError, train_run
+    from ssimjax.run import train_run
+    from ssimjax.start import RunError, plan_run
 
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
@@ -120,44 +122,24 @@ def main(argv=None) -> int:
 
     if args.demo_count < 1:
         parser.error(f"--demo-count: must be >= 1 (got {args.demo_count})")
+    loader = backbone_loader(args.backbone_weights) if args.backbone_weights != "none" else None
     try:
-        if args.resume:
-            if not args.out:
-                parser.error("--resume needs --out RUN_DIR")
-            config, _ = load_config(Path(args.out) / "config.json")
-            saved = config.to_dict()
-            clash = [f"{flag(k)} (run has {saved[k]!r})" for k, v in given.items()
-                     if k != "epochs" and (list(v) if isinstance(v, tuple) else v) != saved[k]]
-            if clash:
-                parser.error("--resume continues the run as configured; these flags differ: " + ", ".join(clash))
-            if "epochs" in given:
-                config = config.replace(epochs=given["epochs"])
-        else:
-            config = TrainConfig(**given)
+        plan = plan_run(given, out=args.out, resume=args.resume, data=args.data, load_backbone=loader, flag_name=flag)
     except ConfigError as e:
         field = str(e).split(":", 1)[0]
         parser.error(str(e).replace(field, flag(field), 1) if field in fields else str(e))
-
-    backbone = None
-    if args.backbone_weights != "none":
-        if args.resume:
-            parser.error("--backbone-weights starts a run; --resume continues with the run's own backbone")
-        if config.backbone != "resnet50":
-            parser.error("--backbone-weights needs the resnet50 backbone")
-        backbone = load_backbone_weights(args.backbone_weights, config)
+    except RunError as e:
+        _cli.fail(str(e), 1)
 
     try:
-        result, out = train_run(
-            config, data=args.data, out=args.out, resume=args.resume, skip_invalid=args.skip_invalid,
-            cache_dir=args.cache_dir, demo_count=args.demo_count, backbone=backbone,
-        )
-        write_torch_model(out, config)
+        result, out = train_run(plan=plan, skip_invalid=args.skip_invalid, cache_dir=args.cache_dir,
+                                demo_count=args.demo_count)
+        write_torch_model(out, plan.config)
     except (DataError, RunError, TrainingError, CheckpointError, ConfigError) as e:
         _cli.fail(str(e), 1)
     except KeyboardInterrupt:
-        where = args.out or "the run folder"
         _cli.fail(f"interrupted; the checkpoints written so far are kept. Continue with: "
-                  f"python scripts/train.py --resume --out {where}", 130)
+                  f"python scripts/train.py --resume --out {plan.out}", 130)
     m = result.best_val_metrics
     print(f"best epoch {result.best_epoch + 1}/{result.epochs_completed}: val loss {m['loss']:.4f}, "
           f"val correlation {m['correlation']:.4f}, val MAE {m['mae']:.4f}; run folder {out}")

@@ -17,10 +17,10 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
 
+from .models import merge_backbone, split_backbone
 from .steps import TrainState
 
 KEEP_LATEST = 5
-BACKBONE = "feature_extractor"
 
 
 class CheckpointError(RuntimeError):
@@ -32,18 +32,9 @@ def _metric_key(metrics):
     return (metrics["val_loss"], metrics["epoch"])
 
 
-def _saved_tree(state: TrainState) -> dict:
-    tree = {
-        "step": state.step,
-        "params": dict(state.params),
-        "batch_stats": dict(state.batch_stats),
-        "opt_state": state.opt_state,
-        "rng": state.rng,
-    }
-    if state.freeze_backbone:
-        tree["params"].pop(BACKBONE, None)
-        tree["batch_stats"].pop(BACKBONE, None)
-    return tree
+def _saved_tree(state: TrainState, frozen_backbone: bool) -> dict:
+    variables = split_backbone(state.variables)[1] if frozen_backbone else state.variables
+    return {"step": state.step, **variables, "opt_state": state.opt_state, "rng": state.rng}
 
 
 def _abstract(tree):
@@ -54,17 +45,13 @@ def backbone_dir(run_dir: str | Path) -> Path:
     return Path(run_dir).absolute() / "backbone"
 
 
-def _backbone_tree(state: TrainState) -> dict:
-    return {"params": state.params[BACKBONE], "batch_stats": state.batch_stats[BACKBONE]}
-
-
 def save_backbone(run_dir: str | Path, state: TrainState) -> None:
     """Writes a frozen backbone once, beside the per-epoch checkpoints (which leave it out)."""
     path = backbone_dir(run_dir)
-    if not state.freeze_backbone or path.exists():
+    if path.exists():
         return
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(path, _backbone_tree(state))
+        ckptr.save(path, split_backbone(state.variables)[0])
 
 
 def load_backbone(run_dir: str | Path, state: TrainState) -> TrainState:
@@ -73,17 +60,17 @@ def load_backbone(run_dir: str | Path, state: TrainState) -> TrainState:
     if not path.exists():
         raise CheckpointError(f"{path}: missing (frozen-backbone runs keep their backbone here)")
     with ocp.StandardCheckpointer() as ckptr:
-        backbone = ckptr.restore(path, _abstract(_backbone_tree(state)))
-    params, stats = dict(state.params), dict(state.batch_stats)
-    params[BACKBONE], stats[BACKBONE] = backbone["params"], backbone["batch_stats"]
-    return state.replace(params=params, batch_stats=stats)
+        backbone = ckptr.restore(path, _abstract(split_backbone(state.variables)[0]))
+    variables = merge_backbone(state.variables, backbone)
+    return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
 
 
 class RunCheckpoints:
-    """The ``checkpoints/`` (and ``backbone/``) folders of one run directory."""
+    """The ``checkpoints/`` (and, for a frozen backbone, ``backbone/``) folders of one run directory."""
 
-    def __init__(self, run_dir: str | Path, read_only: bool = False):
+    def __init__(self, run_dir: str | Path, read_only: bool = False, frozen_backbone: bool = True):
         self.run_dir = Path(run_dir).absolute()
+        self.frozen_backbone = frozen_backbone
         policy = AnyPreservationPolicy([
             LatestN(n=KEEP_LATEST),
             BestN(get_metric_fn=_metric_key, reverse=True, n=1),
@@ -103,10 +90,12 @@ class RunCheckpoints:
 
     # -- per-epoch checkpoints ------------------------------------------------------------
     def save(self, epoch: int, state: TrainState, meta: dict, val_loss: float) -> None:
-        save_backbone(self.run_dir, state)
+        if self.frozen_backbone:
+            save_backbone(self.run_dir, state)
+        tree = _saved_tree(state, self.frozen_backbone)
         self.manager.save(
             epoch,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(_saved_tree(state)), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
             metrics={"val_loss": float(val_loss), "epoch": int(epoch)},
         )
 
@@ -120,18 +109,17 @@ class RunCheckpoints:
         """The state and meta saved at ``epoch``, restored into ``template``'s structure."""
         if epoch not in self.manager.all_steps():
             raise CheckpointError(f"{self.run_dir}: no checkpoint for epoch {epoch} (have {self.steps()})")
-        target = _saved_tree(template)
+        target = _saved_tree(template, self.frozen_backbone)
         restored = self.manager.restore(
             epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target)), meta=ocp.args.JsonRestore())
         )
         tree, meta = restored["state"], restored["meta"]
-        params, stats = dict(template.params), dict(template.batch_stats)
-        params.update(tree["params"])
-        stats.update(tree["batch_stats"])
+        params = {**template.params, **tree["params"]}
+        stats = {**template.batch_stats, **tree["batch_stats"]}
         state = template.replace(
             step=tree["step"], params=params, batch_stats=stats, opt_state=tree["opt_state"], rng=tree["rng"]
         )
-        return (load_backbone(self.run_dir, state) if template.freeze_backbone else state), meta
+        return (load_backbone(self.run_dir, state) if self.frozen_backbone else state), meta
 
     def read_meta(self, epoch: int) -> dict:
         return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]

@@ -12,6 +12,7 @@ LOSSES = ("mse", "mae", "huber", "combined")
 SCHEDULERS = ("reduce_on_plateau", "cosine_annealing", "step", "constant")
 BACKBONES = ("resnet50", "tiny")
 HEAD_INITS = ("lecun_normal", "kaiming_fan_out")
+DEFAULT_DEMO_COUNT = 400  # images in the built-in demo set
 
 
 class ConfigError(ValueError):

@@ -169,7 +169,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_image(data: bytes, name: str = "image") -> Image.Image:
+def open_image(data: bytes) -> Image.Image:
     """Decodes image bytes fully, refusing decompression bombs. Raises :class:`ImageError`."""
     try:
         with warnings.catch_warnings():
@@ -197,13 +197,24 @@ def normalize(images_uint8: np.ndarray) -> np.ndarray:
     return (x - IMAGENET_MEAN) / IMAGENET_STD
 
 
-def load_image_file(path: str | Path) -> tuple[np.ndarray, str]:
-    """``(uint8 (224, 224, 3), sha256 of the file)``. Raises :class:`ImageError`."""
+def read_file(path: str | Path) -> tuple[bytes, str]:
+    """``(the file's bytes, their sha256)``: the one place an image file is read. Raises :class:`ImageError`."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise ImageError(f"cannot read file ({e.strerror or e})") from None
-    return resize_224(open_image(data, str(path))), hashlib.sha256(data).hexdigest()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def decode_224(data: bytes) -> np.ndarray:
+    """Image bytes -> the model's uint8 (224, 224, 3) input. Raises :class:`ImageError`."""
+    return resize_224(open_image(data))
+
+
+def load_image_file(path: str | Path) -> tuple[np.ndarray, str]:
+    """``(uint8 (224, 224, 3), sha256 of the file)``. Raises :class:`ImageError`."""
+    data, sha = read_file(path)
+    return decode_224(data), sha
 
 
 def file_sha256(path: str | Path) -> str:

@@ -13,35 +13,18 @@ This module does not import JAX, so worker processes start quickly.
 from __future__ import annotations
 
 import csv
-import io
 import json
-import multiprocessing
-import os
-import shutil
-import tempfile
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .config import DEFAULT_DEMO_COUNT
+from .pipeline import SSIM_SETTINGS, VTRACER_DEFAULTS, build_cached, conversion_ssim, package_versions, run_jobs
+
 DEMO_VERSION = 1
-DEFAULT_DEMO_COUNT = 400
 KINDS = ("flat", "text", "gradient", "texture", "noisy", "blurred")
 WORDS = ("ACME", "Logo", "NOVA", "studio", "Pixel", "ZEN", "Bolt", "Orbit", "Q", "42", "Vect", "Fern")
-
-# Recorded with the labels; VTracer's own defaults (these are the values its Python binding
-# uses when a parameter is left out, which is how we call it).
-VTRACER_DEFAULTS = dict(
-    colormode="color", hierarchical="stacked", mode="spline", filter_speckle=4, color_precision=6,
-    layer_difference=16, corner_threshold=60, length_threshold=4.0, max_iterations=10,
-    splice_threshold=45, path_precision=8,
-)
-SSIM_SETTINGS = dict(
-    library="scikit-image", function="skimage.metrics.structural_similarity", channel="luminance (PIL 'L')",
-    gaussian_weights=True, sigma=1.5, win_size=11, use_sample_covariance=False, data_range=1.0,
-)
-
 
 def _color(rng, dark=False):
     lo, hi = (0, 120) if dark else (0, 256)
@@ -128,64 +111,12 @@ def generate_image(seed: int, index: int) -> tuple[Image.Image, str]:
     return img, kind
 
 
-def vectorize(img: Image.Image) -> str:
-    """VTracer's SVG of an image, with VTracer's default parameters."""
-    import vtracer
-
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return vtracer.convert_raw_image_to_svg(buf.getvalue(), img_format="png")
-
-
-def render_svg(svg: str, width: int, height: int) -> Image.Image:
-    """resvg's render of an SVG at ``width`` x ``height`` on white, as RGB."""
-    import resvg_py
-
-    png = resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff", width=width, height=height,
-                                skip_system_fonts=True)
-    rendered = Image.open(io.BytesIO(bytes(png)))
-    rendered.load()
-    if rendered.size != (width, height):
-        raise RuntimeError(f"resvg rendered {rendered.size}, expected {(width, height)}")
-    white = Image.new("RGBA", rendered.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rendered.convert("RGBA")).convert("RGB")
-
-
-def luminance_ssim(a: Image.Image, b: Image.Image) -> float:
-    from skimage.metrics import structural_similarity
-
-    la = np.asarray(a.convert("L"), np.float64) / 255.0
-    lb = np.asarray(b.convert("L"), np.float64) / 255.0
-    return float(structural_similarity(la, lb, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                       use_sample_covariance=False))
-
-
-def conversion_ssim(img: Image.Image) -> float:
-    """The SSIM the real pipeline achieves on ``img``: VTracer -> resvg -> SSIM vs the original."""
-    from .data import to_rgb
-
-    original = to_rgb(img)
-    rendered = render_svg(vectorize(original), original.width, original.height)
-    return luminance_ssim(original, rendered)
-
-
 def _make_one(args):
     seed, index, out_dir = args
     img, kind = generate_image(seed, index)
     name = f"images/demo_{index:05d}.png"
     img.save(Path(out_dir) / name, format="PNG")
     return index, name, conversion_ssim(img), kind
-
-
-def package_versions(*names: str) -> dict:
-    """Installed version of each named distribution (None where it is not installed)."""
-    out = {}
-    for pkg in names:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def make_dataset(out: str | Path, count: int, seed: int = 0, workers: int | None = None, progress=None) -> Path:
@@ -197,22 +128,7 @@ def make_dataset(out: str | Path, count: int, seed: int = 0, workers: int | None
         raise ValueError(f"count must be >= 1 (got {count})")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    workers = workers or os.cpu_count() or 1
-    jobs = [(seed, i, str(out)) for i in range(count)]
-    results = []
-    if workers > 1 and count > 1:
-        # spawn, not fork: the parent may already run JAX's threads.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for r in pool.imap_unordered(_make_one, jobs, chunksize=max(1, count // (workers * 8))):
-                results.append(r)
-                if progress:
-                    progress(1)
-    else:
-        for job in jobs:
-            results.append(_make_one(job))
-            if progress:
-                progress(1)
-    results.sort()
+    results = sorted(run_jobs(_make_one, [(seed, i, str(out)) for i in range(count)], workers, progress))
     labels = out / "labels.csv"
     with open(labels, "w", newline="") as f:
         writer = csv.writer(f)
@@ -231,21 +147,6 @@ def make_dataset(out: str | Path, count: int, seed: int = 0, workers: int | None
 def demo_dataset(cache_dir: str | Path, count: int = DEFAULT_DEMO_COUNT, seed: int = 0, log=None, progress=None) -> Path:
     """The built-in demo set's folder, generated on first use and cached under ``cache_dir``."""
     final = Path(cache_dir) / "demo" / f"v{DEMO_VERSION}-n{count}-seed{seed}"
-    if (final / "labels.csv").is_file():
-        return final
-    if log:
+    if log and not (final / "labels.csv").is_file():
         log(f"building the demo set ({count} images, seed {seed}) in {final}")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
-    try:
-        make_dataset(tmp, count, seed, progress=progress)
-        # Rename into place only when complete, so an interrupted build is never mistaken for a set.
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "labels.csv").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_cached(final, lambda tmp: make_dataset(tmp, count, seed, progress=progress))

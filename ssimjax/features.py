@@ -1,4 +1,5 @@
-"""Frozen-backbone features, computed once per image and cached on disk.
+"""The model's inputs for a manifest: frozen-backbone features, extracted in batches once per
+image and cached on disk, or the preprocessed images themselves when the backbone trains.
 
 A cached entry is keyed by the image file's content (sha256), the backbone's weights (sha256 of
 every array, in path order) and :data:`ssimjax.data.PREPROCESS_VERSION`, so a changed image,
@@ -8,14 +9,25 @@ backbone or preprocessing never reuses a stale entry.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
-from .data import PREPROCESS_VERSION
+from .batching import apply_in_batches
+from .data import (
+    ImageError, PREPROCESS_VERSION, Problem, decode_224, file_sha256, raise_for_problems, read_file, read_manifest,
+)
+from .models import split_backbone
+from .steps import Trainer, jit_extract_features
+
+log = logging.getLogger("ssimjax")
+FEATURE_BATCH = 16
 
 
 def default_cache_dir() -> Path:
@@ -57,3 +69,74 @@ class FeatureCache:
         with os.fdopen(fd, "wb") as f:
             np.save(f, np.asarray(features, np.float32))
         os.replace(tmp, path)  # atomic: readers never see half a file
+
+
+def backbone_hash(variables: dict) -> str:
+    """The cache key of a model's backbone: :func:`weights_hash` of its subtree alone."""
+    return weights_hash(split_backbone(variables)[0])
+
+
+def extract_features(trainer: Trainer, variables: dict, images_uint8: np.ndarray,
+                     batch_size: int = FEATURE_BATCH) -> np.ndarray:
+    """Backbone features (N, D) in inference mode; images travel as uint8, one compilation."""
+    with tqdm(total=-(-len(images_uint8) // batch_size), desc="backbone features", unit="batch", leave=False,
+              disable=None) as bar:
+        return apply_in_batches(
+            lambda b: jit_extract_features(variables, b["image"], trainer=trainer),
+            {"image": images_uint8}, batch_size, progress=bar.update,
+        )
+
+
+def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir: Path, skip_invalid: bool,
+                 weights_sha: str | None = None) -> tuple[dict, dict, dict]:
+    """Reads and validates a manifest, then builds the model inputs for every valid row.
+
+    Frozen backbone: cached features (extracted for the images not yet in the cache), keyed by
+    ``weights_sha`` (the backbone's :func:`backbone_hash`, computed when not given). Otherwise: the
+    preprocessed uint8 images. Returns ``(inputs, facts about the data for config.json, timings)``.
+    """
+    t0 = time.perf_counter()
+    manifest, rows, problems = read_manifest(data)
+    total_rows = len(rows) + len(problems)
+    frozen = trainer.freeze_backbone
+    cache = FeatureCache(cache_dir, weights_sha or backbone_hash(variables)) if frozen else None
+
+    kept, feats, images, todo = [], {}, {}, []
+    for row in tqdm(rows, desc="reading images", unit="img", leave=False, disable=None):
+        try:
+            raw, sha = read_file(row.image)
+            cached = cache.get(sha) if cache is not None else None
+            if cached is not None:
+                feats[sha] = cached
+            elif sha not in images:
+                images[sha] = decode_224(raw)
+                if frozen:
+                    todo.append(sha)
+        except ImageError as e:
+            problems.append(Problem(row.where, str(row.image), str(e)))
+            continue
+        kept.append((row, sha))
+    raise_for_problems(manifest, problems, len(kept), skip_invalid, log=log.warning)
+    timings = {"data_s": time.perf_counter() - t0}
+
+    t1 = time.perf_counter()
+    if frozen:
+        if todo:
+            log.info(f"computing backbone features for {len(todo)} images ({len(feats)} cached)")
+            computed = extract_features(trainer, variables, np.stack([images[s] for s in todo]))
+            for sha, f in zip(todo, computed):
+                cache.put(sha, f)
+                feats[sha] = f
+        else:
+            log.info(f"all {len(feats)} backbone features found in the cache")
+        inputs = {"features": np.stack([feats[sha] for _, sha in kept]).astype(np.float32)}
+    else:
+        inputs = {"image": np.stack([images[sha] for _, sha in kept])}
+    timings.update(features_s=time.perf_counter() - t1, features_computed=len(todo))
+    inputs["ssim"] = np.asarray([row.ssim for row, _ in kept], np.float32)
+    facts = dict(
+        manifest=str(manifest.resolve()), manifest_sha256=file_sha256(manifest), rows=total_rows,
+        valid_rows=len(kept), skipped_rows=len(problems), preprocessing=PREPROCESS_VERSION,
+        feature_cache=str(cache.dir) if cache is not None else None,
+    )
+    return inputs, facts, timings

@@ -17,13 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from .batching import apply_in_batches
 from .checkpoint import RunCheckpoints
 from .config import TrainConfig
-from .data import normalize
 from .losses import get_loss
 from .metrics import correlation, regression_metrics
-from .optim import current_learning_rate, end_epoch
-from .steps import TrainState, epoch_batches, jit_eval_step, jit_train_step, train_epoch
+from .optim import advance_learning_rate, current_learning_rate
+from .steps import Trainer, TrainState, epoch_batches
 
 log = logging.getLogger("ssimjax")
 
@@ -65,6 +65,47 @@ class EarlyStopping:
 
 
 @dataclasses.dataclass
+class FitProgress:
+    """Where a fit stands after some epochs: what a checkpoint's meta item records, plus the best
+    weights. A fresh fit starts from ``FitProgress()``; a resumed one from :meth:`from_checkpoints`."""
+
+    next_epoch: int = 0
+    history: dict = dataclasses.field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    early_stopping: EarlyStopping = dataclasses.field(default_factory=EarlyStopping)
+    best_epoch: int = -1
+    best_val_loss: float = math.inf
+    best_val_metrics: dict = dataclasses.field(default_factory=dict)
+    best_variables: tuple | None = None  # (params, batch_stats)
+    stopped_early: bool = False
+
+    def meta(self, epoch: int, val_metrics: dict) -> dict:
+        return dict(
+            epoch=epoch, history=self.history, early_stopping=dataclasses.asdict(self.early_stopping),
+            best_epoch=self.best_epoch, best_val_loss=self.best_val_loss, best_val_metrics=self.best_val_metrics,
+            val_metrics=val_metrics, stopped_early=self.stopped_early,
+        )
+
+    @classmethod
+    def from_checkpoints(cls, checkpoints: RunCheckpoints, template: TrainState) -> tuple[TrainState, "FitProgress"]:
+        """The latest saved epoch's state and progress (a fresh start where nothing was saved)."""
+        last = checkpoints.latest_epoch()
+        if last is None:
+            return template, cls()
+        state, meta = checkpoints.restore(last, template)
+        best_state, _ = checkpoints.restore(meta["best_epoch"], state)
+        progress = cls(
+            next_epoch=last + 1, history={k: list(meta["history"].get(k, [])) for k in HISTORY_KEYS},
+            early_stopping=EarlyStopping(**meta["early_stopping"]), best_epoch=meta["best_epoch"],
+            best_val_loss=meta["best_val_loss"], best_val_metrics=meta["best_val_metrics"],
+            best_variables=(best_state.params, best_state.batch_stats),
+            stopped_early=meta.get("stopped_early", False),
+        )
+        log.info(f"resuming after epoch {last + 1} (best so far: epoch {progress.best_epoch + 1}, "
+                 f"val loss {progress.best_val_loss:.4f})")
+        return state, progress
+
+
+@dataclasses.dataclass
 class FitResult:
     state: TrainState  # with the best epoch's weights restored
     history: dict
@@ -78,37 +119,28 @@ def _rows(data: dict) -> int:
     return int(np.shape(data["ssim"])[0])
 
 
-def _batch(data: dict, idx) -> dict:
-    if "features" in data:
-        return {"features": data["features"][idx]}
-    return {"image": normalize(data["image"][idx])}
+def _model_inputs(data: dict) -> dict:
+    return {"features": data["features"]} if "features" in data else {"image": data["image"]}
 
 
-def predict(state: TrainState, data: dict, batch_size: int) -> np.ndarray:
-    """Predictions for every row of ``data`` in fixed-size (padded) batches: one compilation."""
-    n = _rows(data)
-    out = np.empty((n,), np.float32)
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, start + batch_size)
-        real = idx < n
-        idx = np.where(real, idx, 0)
-        out[start:start + int(real.sum())] = np.asarray(jit_eval_step(state, _batch(data, idx)))[real]
-    return out
+def predict(trainer: Trainer, state: TrainState, data: dict, batch_size: int) -> np.ndarray:
+    """Predictions for every row of ``data`` (``features`` or uint8 ``image``), one compilation."""
+    return apply_in_batches(lambda b: trainer.eval_step(state, b), _model_inputs(data), batch_size)
 
 
-def _train_one_epoch(state, data, epoch, config):
+def _train_one_epoch(trainer, state, data, epoch, config):
     """Returns (state, per-row train loss sum, mae sum, predictions, targets) for one epoch."""
     n = _rows(data)
     if "features" in data:
-        state, m = train_epoch(state, data["features"], data["ssim"], epoch, batch_size=config.batch_size)
+        state, m = trainer.train_epoch(state, data["features"], data["ssim"], epoch, batch_size=config.batch_size)
         m = jax.device_get(m)
     else:
         idx, mask = map(np.asarray, epoch_batches(state.rng, epoch, n, config.batch_size))
         per = []
         inner = tqdm(total=len(idx), desc=f"Epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
         for bidx, bmask in zip(idx, mask):
-            batch = dict(_batch(data, bidx), ssim=data["ssim"][bidx], mask=bmask)
-            state, bm = jit_train_step(state, batch)
+            batch = {"image": data["image"][bidx], "ssim": data["ssim"][bidx], "mask": bmask}
+            state, bm = trainer.train_step(state, batch)
             bm = jax.device_get(bm)
             per.append(dict(bm, target=batch["ssim"], mask=bmask))
             inner.set_postfix(loss=f"{bm['loss']:.4f}", mae=f"{bm['mae']:.4f}",
@@ -135,60 +167,48 @@ def fit(
     val: dict,
     *,
     checkpoints: RunCheckpoints | None = None,
-    resume: bool = False,
+    progress: FitProgress | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> FitResult:
     """Trains ``state`` on ``train`` and validates on ``val`` each epoch.
 
     ``train``/``val`` hold ``ssim`` (N,) and either ``features`` (N, D) (frozen backbone, cached
     features) or ``image`` (N, 224, 224, 3) uint8. With ``checkpoints`` every epoch is saved;
-    with ``resume`` the run continues from the latest saved epoch, reproducing the history an
-    uninterrupted run would have written.
+    ``progress`` (from :meth:`FitProgress.from_checkpoints`) continues a run where it stopped,
+    reproducing the history an uninterrupted run would have written.
     """
-    history = {k: [] for k in HISTORY_KEYS}
-    stopper = EarlyStopping()
-    best_epoch, best_val_loss, best_vars, best_metrics = -1, math.inf, None, {}
-    start = 0
-    stopped_early = False
+    trainer = Trainer.from_config(config)
     loss_fn = get_loss(config.loss)
-
-    if resume and checkpoints is not None and checkpoints.latest_epoch() is not None:
-        last = checkpoints.latest_epoch()
-        state, meta = checkpoints.restore(last, state)
-        history = {k: list(meta["history"].get(k, [])) for k in HISTORY_KEYS}
-        stopper = EarlyStopping(**meta["early_stopping"])
-        best_epoch, best_val_loss, best_metrics = meta["best_epoch"], meta["best_val_loss"], meta["best_val_metrics"]
-        best_state, _ = checkpoints.restore(best_epoch, state)
-        best_vars = (best_state.params, best_state.batch_stats)
-        start = last + 1
-        stopped_early = meta.get("stopped_early", False)
-        log.info(f"resuming after epoch {last + 1} (best so far: epoch {best_epoch + 1}, val loss {best_val_loss:.4f})")
-        if stopped_early:
-            log.info("that run had already stopped early; nothing to do")
-            start = config.epochs
+    p = progress if progress is not None else FitProgress()
+    start = p.next_epoch
+    if p.stopped_early:
+        log.info("that run had already stopped early; nothing to do")
+        start = config.epochs
 
     features_mode = "features" in train
     if features_mode:  # device arrays once, not per epoch
         train = {k: jnp.asarray(v) for k, v in train.items()}
+    val_inputs = {k: jnp.asarray(v) for k, v in _model_inputs(val).items()}  # on the device once
+    val_targets = np.asarray(val["ssim"], np.float32)
     bar = tqdm(total=config.epochs, initial=min(start, config.epochs), desc="epochs", unit="epoch",
                disable=None if features_mode else True)
-    epoch = start - 1
     try:
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()
             lr_used = current_learning_rate(state.opt_state)
-            state, train_loss, train_mae, train_preds, train_targets = _train_one_epoch(state, train, epoch, config)
+            state, train_loss, train_mae, train_preds, train_targets = _train_one_epoch(
+                trainer, state, train, epoch, config)
             epoch_time = time.perf_counter() - t0
 
             t1 = time.perf_counter()
-            val_preds = predict(state, val, config.eval_batch_size)
-            inference_time = (time.perf_counter() - t1) / _rows(val)
-            val_loss = float(loss_fn(jnp.asarray(val_preds), jnp.asarray(val["ssim"], jnp.float32)))
+            val_preds = predict(trainer, state, dict(val_inputs, ssim=val_targets), config.eval_batch_size)
+            inference_time = (time.perf_counter() - t1) / len(val_targets)
+            val_loss = float(loss_fn(jnp.asarray(val_preds), jnp.asarray(val_targets)))
             if not math.isfinite(val_loss):
                 raise TrainingError(f"epoch {epoch + 1}: validation loss is {val_loss}; stopping")
-            vm = regression_metrics(val_preds, val["ssim"])
+            vm = regression_metrics(val_preds, val_targets)
 
-            state = state.replace(opt_state=end_epoch(state.opt_state, config, epoch, val_loss))
+            state = state.replace(opt_state=advance_learning_rate(state.opt_state, config, epoch, val_loss))
             row = dict(
                 train_loss=train_loss, train_mae=train_mae, train_correlation=correlation(train_preds, train_targets),
                 val_loss=val_loss, val_mae=vm["mae"], val_correlation=vm["correlation"], val_r2=vm["r2"],
@@ -196,22 +216,18 @@ def fit(
                 learning_rate=lr_used, epoch_time=epoch_time, inference_time=inference_time,
             )
             for k in HISTORY_KEYS:
-                history[k].append(row[k])
+                p.history[k].append(row[k])
 
-            stopper.update(val_loss, vm["correlation"], config.min_delta)
-            if val_loss < best_val_loss:
-                best_epoch, best_val_loss = epoch, val_loss
-                best_vars = (state.params, state.batch_stats)
-                best_metrics = dict(vm, loss=val_loss, epoch=epoch)
-            stopped_early = stopper.should_stop(config.patience)
+            p.early_stopping.update(val_loss, vm["correlation"], config.min_delta)
+            if val_loss < p.best_val_loss:
+                p.best_epoch, p.best_val_loss = epoch, val_loss
+                p.best_variables = (state.params, state.batch_stats)
+                p.best_val_metrics = dict(vm, loss=val_loss, epoch=epoch)
+            p.stopped_early = p.early_stopping.should_stop(config.patience)
+            p.next_epoch = epoch + 1
 
             if checkpoints is not None:
-                meta = dict(
-                    epoch=epoch, history=history, early_stopping=dataclasses.asdict(stopper),
-                    best_epoch=best_epoch, best_val_loss=best_val_loss, best_val_metrics=best_metrics,
-                    val_metrics=dict(vm, loss=val_loss), stopped_early=stopped_early,
-                )
-                checkpoints.save(epoch, state, meta, val_loss)
+                checkpoints.save(epoch, state, p.meta(epoch, dict(vm, loss=val_loss)), val_loss)
 
             log.info(
                 f"Epoch {epoch + 1:3d}/{config.epochs} | Train Loss: {train_loss:.4f} | Val Loss: {val_loss:.4f} | "
@@ -221,8 +237,8 @@ def fit(
             bar.set_postfix(loss=f"{train_loss:.4f}", mae=f"{train_mae:.4f}", lr=f"{lr_used:.2e}")
             bar.update(1)
             if on_epoch_end is not None:
-                on_epoch_end(epoch, history)
-            if stopped_early:
+                on_epoch_end(epoch, p.history)
+            if p.stopped_early:
                 log.info(f"Early stopping after {config.patience} epochs without improvement")
                 break
     finally:
@@ -230,11 +246,13 @@ def fit(
         if checkpoints is not None:
             checkpoints.wait()
 
-    if best_vars is None:
+    if p.best_variables is None:
         raise TrainingError("no epoch was trained")
-    state = state.replace(params=best_vars[0], batch_stats=best_vars[1])
-    log.info(f"Restored the best weights: epoch {best_epoch + 1}, val loss {best_val_loss:.4f}")
+    state = state.replace(params=p.best_variables[0], batch_stats=p.best_variables[1])
+    log.info(f"Restored the best weights: epoch {p.best_epoch + 1}, val loss {p.best_val_loss:.4f}")
     return FitResult(
-        state=state, history=history, best_epoch=best_epoch, epochs_completed=epoch + 1,
-        stopped_early=stopped_early, best_val_metrics=best_metrics,
+        state=state, history=p.history, best_epoch=p.best_epoch,
+        # The epochs the history holds: right also after resuming a run that had stopped early.
+        epochs_completed=len(p.history["val_loss"]), stopped_early=p.stopped_early,
+        best_val_metrics=p.best_val_metrics,
     )

@@ -14,9 +14,35 @@ import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
 
-# Kaiming normal with fan-out, as torchvision initialises its convolutions and as the plan
-# initialises the MLP's Dense layers (untruncated normal, std = sqrt(2 / fan_out)).
-kaiming_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+from .layers import BatchNorm
+
+# The two top-level subtrees of the model's variables: the ResNet backbone and the MLP predictor.
+# Every other module (checkpoints, optimiser groups, features, the bridge) asks these names here.
+BACKBONE = "feature_extractor"
+PREDICTOR = "predictor"
+
+
+def kernel_std(shape, head_init: str | None = None) -> float:
+    """The one initialisation rule for kernels: Kaiming normal with fan-out (std sqrt(2 / fan_out)),
+    as torchvision initialises its convolutions and the plan its Dense layers; the output Dense uses
+    ``head_init`` instead (LeCun normal: std sqrt(1 / fan_in)). Used by the modules' initialisers
+    and by :func:`init_variables`."""
+    if head_init == "lecun_normal":
+        return float(np.sqrt(1.0 / shape[-2]))
+    fan_out = int(np.prod(shape[:-2])) * shape[-1]
+    return float(np.sqrt(2.0 / fan_out))
+
+
+def normal_init(head_init: str | None = None):
+    """A Flax initialiser drawing from :func:`kernel_std`'s normal distribution."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.normal(key, shape, dtype) * kernel_std(shape, head_init)
+
+    return init
+
+
+kaiming_fan_out = normal_init()
 
 RESNET_STAGES = {
     "resnet50": dict(stage_sizes=(3, 4, 6, 3), width=64),
@@ -29,50 +55,6 @@ RESNET_STAGES = {
 def backbone_feature_dim(name: str) -> int:
     """Width of the pooled features of the named backbone (2048 for ResNet-50)."""
     return RESNET_STAGES[name]["width"] * 8 * Bottleneck.expansion
-
-
-class BatchNorm(nn.Module):
-    """BatchNorm with PyTorch's semantics.
-
-    - ``momentum`` is torch's (new = (1 - momentum) * old + momentum * batch).
-    - The running variance is updated with the *unbiased* batch variance, as torch does, while
-      the batch is normalised with the biased one.
-    - An optional ``mask`` (B,) excludes padded rows from the batch statistics, so a padded
-      last batch trains exactly like a short one.
-    """
-
-    use_running_average: bool = False
-    momentum: float = 0.1
-    epsilon: float = 1e-5
-
-    @nn.compact
-    def __call__(self, x, mask=None):
-        features = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
-        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
-
-        if self.use_running_average:
-            mean, var = ra_mean.value, ra_var.value
-        else:
-            axes = tuple(range(x.ndim - 1))
-            if mask is None:
-                n = x.size // features
-                mean = jnp.mean(x, axis=axes)
-                var = jnp.mean(jnp.square(x - mean), axis=axes)
-            else:
-                w = mask.astype(x.dtype).reshape(mask.shape + (1,) * (x.ndim - 1))
-                n_rows = jnp.sum(mask.astype(x.dtype))
-                n = n_rows * (x.size // (x.shape[0] * features))
-                mean = jnp.sum(x * w, axis=axes) / n
-                var = jnp.sum(jnp.square(x - mean) * w, axis=axes) / n
-            if not self.is_initializing():
-                unbiased = var * (n / jnp.maximum(n - 1, 1))
-                ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean
-                ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * unbiased
-        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-        return y * scale + bias
 
 
 def conv(features, kernel, stride=1, padding=0, name=None):
@@ -147,6 +129,7 @@ class Predictor(nn.Module):
     hidden_dims: Sequence[int] = (1024, 512, 256, 128)
     dropout_rate: float = 0.3
     use_batch_norm: bool = True
+    head_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, features, train: bool = False, mask=None):
@@ -157,7 +140,7 @@ class Predictor(nn.Module):
                 x = BatchNorm(use_running_average=not train, name=f"bn_{i}")(x, mask=mask)
             x = nn.relu(x)
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.Dense(1, kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros, name="head")(x)
+        x = nn.Dense(1, kernel_init=normal_init(self.head_init), bias_init=nn.initializers.zeros, name="head")(x)
         return nn.sigmoid(x)
 
 
@@ -168,12 +151,13 @@ class QualityModel(nn.Module):
     hidden_dims: Sequence[int] = (1024, 512, 256, 128)
     dropout_rate: float = 0.3
     use_batch_norm: bool = True
-    # Read by init_variables only: how the output Dense (before the sigmoid) is initialised.
+    # How the output Dense (before the sigmoid) is initialised: see kernel_std.
     head_init: str = "lecun_normal"
 
     def setup(self):
+        # Attribute names are BACKBONE and PREDICTOR.
         self.feature_extractor = ResNet(**RESNET_STAGES[self.backbone])
-        self.predictor = Predictor(self.hidden_dims, self.dropout_rate, self.use_batch_norm)
+        self.predictor = Predictor(self.hidden_dims, self.dropout_rate, self.use_batch_norm, self.head_init)
 
     def __call__(self, images, train: bool = False, train_backbone: bool | None = None, mask=None):
         """``train`` drives the predictor; the backbone trains only when ``train_backbone``."""
@@ -204,13 +188,13 @@ def make_model(config: Any) -> QualityModel:
 def init_variables(model: QualityModel, seed: int, image_size: int = 32) -> dict:
     """``{'params', 'batch_stats'}`` initialised as torchvision and the plan do, from a seed.
 
-    Kernels: Kaiming normal, fan-out (std sqrt(2 / fan_out)); biases and BatchNorm shifts zero;
-    BatchNorm scales one; running mean 0, variance 1. The output Dense (1 unit, then a sigmoid)
-    is LeCun normal (std sqrt(1 / fan_in)) unless ``model.head_init == 'kaiming_fan_out'``:
-    Kaiming fan-out there has fan_out = 1, so std 1.41 and logits of about +-11, which saturates
-    the sigmoid (measured on the demo set: the untrained model predicts 1.000 for every image, and
-    the default run's best validation loss is 0.079 against 0.045). Drawn with NumPy from the
-    abstract shapes: compiling Flax's initialisers costs seconds per model on CPU, this costs a
+    Kernels follow :func:`kernel_std` (Kaiming normal, fan-out; the output Dense ``head_init``);
+    biases and BatchNorm shifts zero; BatchNorm scales one; running mean 0, variance 1. Kaiming
+    fan-out on the output Dense would be std 1.41 (fan_out = 1), logits of about +-11, which
+    saturates the sigmoid (measured on the demo set: the untrained model predicts 1.000 for every
+    image, and the default run's best validation loss is 0.079 against 0.045), hence LeCun normal
+    by default. Drawn with NumPy from the abstract shapes, the same distributions as the modules'
+    own initialisers: compiling Flax's initialisers costs seconds per model on CPU, this costs a
     fraction of one.
     """
     dummy = jax.ShapeDtypeStruct((2, image_size, image_size, 3), jnp.float32)
@@ -219,11 +203,9 @@ def init_variables(model: QualityModel, seed: int, image_size: int = 32) -> dict
 
     def fill(path, leaf):
         name = path[-1].key
-        if name == "kernel" and path[-2].key == "head" and model.head_init == "lecun_normal":
-            return (rng.standard_normal(leaf.shape) * np.sqrt(1.0 / leaf.shape[0])).astype(np.float32)
         if name == "kernel":
-            fan_out = int(np.prod(leaf.shape[:-2])) * leaf.shape[-1]
-            return (rng.standard_normal(leaf.shape) * np.sqrt(2.0 / fan_out)).astype(np.float32)
+            head = model.head_init if path[-2].key == "head" else None
+            return (rng.standard_normal(leaf.shape) * kernel_std(leaf.shape, head)).astype(np.float32)
         if name in ("scale", "var"):
             return np.ones(leaf.shape, np.float32)
         return np.zeros(leaf.shape, np.float32)  # bias, mean
@@ -232,6 +214,18 @@ def init_variables(model: QualityModel, seed: int, image_size: int = 32) -> dict
     for collection in ("params", "batch_stats"):
         out[collection] = jax.tree_util.tree_map_with_path(fill, shapes[collection])
     return jax.tree_util.tree_map(jnp.asarray, out)
+
+
+def split_backbone(variables: dict) -> tuple[dict, dict]:
+    """``{'params', 'batch_stats'}`` -> (the backbone's, the rest's), each with both collections."""
+    backbone = {c: variables[c][BACKBONE] for c in ("params", "batch_stats") if BACKBONE in variables.get(c, {})}
+    rest = {c: {k: v for k, v in variables[c].items() if k != BACKBONE} for c in ("params", "batch_stats")}
+    return backbone, rest
+
+
+def merge_backbone(variables: dict, backbone: dict) -> dict:
+    """``variables`` with the backbone's ``{'params', 'batch_stats'}`` put in place (a new dict)."""
+    return {c: {**variables.get(c, {}), BACKBONE: backbone[c]} for c in ("params", "batch_stats")}
 
 
 def count_params(tree) -> int:

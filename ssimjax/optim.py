@@ -5,7 +5,7 @@ Per step: clip the global gradient norm (1.0), add L2 weight decay to the gradie
 backbone group scaled by 0.1 (or frozen), then the current learning rate.
 
 The plan steps its schedulers once per epoch, so the learning rate is a value in the optimiser
-state (:class:`EpochLRState`) that :func:`end_epoch` advances after each epoch; reduce-on-plateau
+state (:class:`EpochLRState`) that :func:`advance_learning_rate` moves on after each epoch; reduce-on-plateau
 keeps its best value and bad-epoch count there too, so a checkpoint carries all of it.
 """
 
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from .config import TrainConfig
+from .models import BACKBONE
 
 PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 5
@@ -42,7 +43,8 @@ def _float(x):
 
 
 def scale_by_epoch_lr(initial_lr: float) -> optax.GradientTransformation:
-    """Multiplies updates by ``-learning_rate`` held in the state (set per epoch by :func:`end_epoch`)."""
+    """Multiplies updates by ``-learning_rate`` held in the state (set per epoch by
+    :func:`advance_learning_rate`)."""
 
     def init_fn(params):
         del params
@@ -81,14 +83,15 @@ def clip_grad_norm(max_norm: float) -> optax.GradientTransformation:
 
 
 def param_labels(params) -> dict:
-    """'backbone' for everything under ``feature_extractor``, 'predictor' for the MLP."""
+    """'backbone' for everything under the model's backbone subtree, 'predictor' for the rest."""
     return {
-        key: jax.tree_util.tree_map(lambda _: "backbone" if key == "feature_extractor" else "predictor", sub)
+        key: jax.tree_util.tree_map(lambda _: "backbone" if key == BACKBONE else "predictor", sub)
         for key, sub in params.items()
     }
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(config) -> optax.GradientTransformation:
+    """The optimiser a :class:`TrainConfig` (or anything with its optimiser fields) describes."""
     def adam_group(multiplier: float):
         parts = []
         if config.weight_decay > 0:
@@ -106,21 +109,29 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     )
 
 
+def _is_lr_state(x) -> bool:
+    return isinstance(x, EpochLRState)
+
+
 def lr_state(opt_state) -> EpochLRState:
-    """The :class:`EpochLRState` inside an optimiser state made by :func:`make_optimizer`."""
-    return opt_state[-1]
+    """The :class:`EpochLRState` inside an optimiser state made by :func:`make_optimizer`, found by type."""
+    found = [x for x in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_lr_state) if _is_lr_state(x)]
+    if len(found) != 1:
+        raise ValueError(f"expected one EpochLRState in the optimiser state, found {len(found)}")
+    return found[0]
 
 
 def current_learning_rate(opt_state) -> float:
     return float(lr_state(opt_state).learning_rate)
 
 
-def end_epoch(opt_state, config: TrainConfig, epoch: int, val_loss):
-    """Advances the schedule after 0-based ``epoch`` with its validation loss; returns the new state.
+def advance_learning_rate(opt_state, config: TrainConfig, epoch: int, val_loss):
+    """The optimiser state with the learning rate for the epoch after 0-based ``epoch``, given that
+    epoch's validation loss (the schedule steps once per epoch, as torch's do).
 
     Mirrors torch's ReduceLROnPlateau (mode min, factor 0.5, patience 5, relative threshold 1e-4,
     min lr 1e-7), CosineAnnealingLR (T_max = epochs, eta_min 1e-7), StepLR (20, 0.5) and a
-    constant rate, each stepped once per epoch.
+    constant rate.
     """
     s = lr_state(opt_state)
     lr0 = config.learning_rate
@@ -142,4 +153,4 @@ def end_epoch(opt_state, config: TrainConfig, epoch: int, val_loss):
     else:
         lr = lr0
     new = EpochLRState(_float(lr), _float(best), jnp.asarray(bad, jnp.int32))
-    return opt_state[:-1] + (new,)
+    return jax.tree_util.tree_map(lambda x: new if _is_lr_state(x) else x, opt_state, is_leaf=_is_lr_state)

@@ -1,13 +1,20 @@
-"""Pure training and evaluation steps over a :class:`TrainState` pytree.
+"""Pure training and evaluation steps over an array-only :class:`TrainState`.
 
 Everything here is a module-level function of arrays and pytrees, with no I/O, clocks or
-Python-side state, so it can be jitted once and reused. A batch is a dict with
-``ssim`` (B,), ``mask`` (B,) marking real rows (a padded last batch is masked, not recompiled),
-and either ``features`` (B, D) (cached frozen-backbone features) or ``image`` (B, H, W, 3).
+Python-side state. What is not an array (the model, the optimiser, the loss, the freeze flag) lives
+in a :class:`Trainer`: a frozen, hashable description passed as a static argument, so that any
+number of states made from one configuration share one compilation of each step (as the Flax
+ImageNet example binds its learning-rate function with ``functools.partial``).
+
+A batch is a dict with ``ssim`` (B,), ``mask`` (B,) marking real rows (a padded last batch is
+masked, not recompiled), and either ``features`` (B, D) (cached frozen-backbone features) or
+``image`` (B, H, W, 3): uint8 pixels, normalised inside the compiled step exactly as
+:func:`ssimjax.data.normalize` does on the host, or float images already normalised.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -15,10 +22,12 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .config import TrainConfig
-from .losses import get_loss
+from .data import normalize
+from .losses import get_loss, mae_loss
 from .models import QualityModel, init_variables, make_model
 from .optim import make_optimizer
 
@@ -28,100 +37,145 @@ _DROPOUT, _SHUFFLE = 0, 1
 
 
 class TrainState(flax.struct.PyTreeNode):
-    """Everything that changes during training (pytree leaves) plus how to apply it (static)."""
+    """Everything that changes during training, and nothing else: arrays only."""
 
     step: jax.Array
     params: Any
     batch_stats: Any
     opt_state: Any
     rng: jax.Array  # raw uint32[2] key; never advanced, streams are folded in by step and epoch
-    model: QualityModel = flax.struct.field(pytree_node=False)
-    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-    loss: str = flax.struct.field(pytree_node=False, default="mse")
-    freeze_backbone: bool = flax.struct.field(pytree_node=False, default=True)
 
     @property
     def variables(self) -> dict:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """How a state is trained: the model, the optimiser's settings, the loss, the freeze flag.
+
+    Frozen and hashable: equal trainers (e.g. from one configuration) hit the same compiled steps.
+    """
+
+    model: QualityModel
+    loss: str = "mse"
+    freeze_backbone: bool = True
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip_norm: float = 1.0
+    backbone_lr_multiplier: float = 0.1
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> "Trainer":
+        return cls(
+            model=make_model(config), loss=config.loss, freeze_backbone=config.freeze_backbone,
+            learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+            grad_clip_norm=config.grad_clip_norm, backbone_lr_multiplier=config.backbone_lr_multiplier,
+        )
+
+    @property
+    def tx(self) -> optax.GradientTransformation:
+        return make_optimizer(self)
+
+    def init_state(self, variables: dict, seed: int) -> TrainState:
+        return TrainState(
+            step=jnp.asarray(0, jnp.int32),
+            params=variables["params"],
+            batch_stats=variables["batch_stats"],
+            opt_state=self.tx.init(variables["params"]),
+            rng=jax.random.fold_in(jax.random.PRNGKey(seed), _TRAIN),
+        )
+
+    # Jitted entry points bound to this trainer.
+    def train_step(self, state, batch):
+        return jit_train_step(state, batch, trainer=self)
+
+    def eval_step(self, state, batch):
+        return jit_eval_step(state, batch, trainer=self)
+
+    def train_epoch(self, state, features, targets, epoch, batch_size: int):
+        return train_epoch(state, features, targets, epoch, trainer=self, batch_size=batch_size)
+
+
 def create_train_state(config: TrainConfig, variables: dict | None = None) -> TrainState:
-    """A fresh state for ``config``; ``variables`` (``{'params', 'batch_stats'}``) replaces the
-    seeded initialisation, e.g. with pretrained backbone weights."""
-    model = make_model(config)
-    root = jax.random.PRNGKey(config.seed)
+    """A fresh state for ``config`` (train it with ``Trainer.from_config(config)``); ``variables``
+    (``{'params', 'batch_stats'}``) replaces the seeded initialisation, e.g. with pretrained
+    backbone weights."""
+    trainer = Trainer.from_config(config)
     if variables is None:
-        variables = init_variables(model, config.seed)
-    tx = make_optimizer(config)
-    return TrainState(
-        step=jnp.asarray(0, jnp.int32),
-        params=variables["params"],
-        batch_stats=variables["batch_stats"],
-        opt_state=tx.init(variables["params"]),
-        rng=jax.random.fold_in(root, _TRAIN),
-        model=model,
-        tx=tx,
-        loss=config.loss,
-        freeze_backbone=config.freeze_backbone,
-    )
+        variables = init_variables(trainer.model, config.seed)
+    return trainer.init_state(variables, config.seed)
 
 
-def _features_for_training(state: TrainState, batch) -> jax.Array:
+# Every uint8 value's normalised float32, per channel (256, 3), computed on the host by
+# data.normalize itself. XLA rewrites x / 255 as x * (1 / 255), which differs in the last bit for
+# some values; a table lookup is exact by construction and as cheap.
+_NORMALIZED_VALUES = normalize(np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1))
+
+
+def normalize_images(images: jax.Array) -> jax.Array:
+    """uint8 NHWC -> ImageNet-normalised float32, bit for bit as :func:`ssimjax.data.normalize`;
+    float images pass through (already normalised)."""
+    if images.dtype != jnp.uint8:
+        return images
+    return jnp.asarray(_NORMALIZED_VALUES)[images.astype(jnp.int32), jnp.arange(3)]
+
+
+def _features_for_training(state: TrainState, batch, trainer: Trainer) -> jax.Array:
     if "features" in batch:
         return batch["features"]
     # Frozen backbone: inference mode, and no gradient flows into it.
-    feats = state.model.apply(state.variables, batch["image"], method=QualityModel.extract_features)
-    return jax.lax.stop_gradient(feats)
+    return jax.lax.stop_gradient(extract_features(state.variables, batch["image"], trainer=trainer))
 
 
-def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
+def train_step(state: TrainState, batch, *, trainer: Trainer) -> tuple[TrainState, dict]:
     """One optimiser step. Returns the new state and ``{'loss', 'mae', 'pred'}`` for the batch."""
     mask = batch["mask"]
     target = batch["ssim"]
+    model = trainer.model
     dropout_key = jax.random.fold_in(jax.random.fold_in(state.rng, _DROPOUT), state.step)
-    loss_fn = get_loss(state.loss)
-    backbone_trains = not state.freeze_backbone and "image" in batch
+    loss_fn = get_loss(trainer.loss)
+    backbone_trains = not trainer.freeze_backbone and "image" in batch
 
     def objective(params):
         variables = {"params": params, "batch_stats": state.batch_stats}
         rngs = {"dropout": dropout_key}
         if backbone_trains:
-            (pred, _), updates = state.model.apply(
-                variables, batch["image"], train=True, mask=mask, rngs=rngs, mutable=["batch_stats"]
+            (pred, _), updates = model.apply(
+                variables, normalize_images(batch["image"]), train=True, mask=mask, rngs=rngs,
+                mutable=["batch_stats"],
             )
             new_stats = updates["batch_stats"]
         else:
-            feats = _features_for_training(state, batch)
-            pred, updates = state.model.apply(
+            feats = _features_for_training(state, batch, trainer)
+            pred, updates = model.apply(
                 variables, feats, train=True, mask=mask, rngs=rngs, mutable=["batch_stats"],
                 method=QualityModel.predict_from_features,
             )
-            new_stats = dict(state.batch_stats)
-            new_stats.update(updates.get("batch_stats", {}))
+            new_stats = {**state.batch_stats, **updates.get("batch_stats", {})}
         pred = pred[:, 0]
         return loss_fn(pred, target, mask), (pred, new_stats)
 
     (loss, (pred, new_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    updates, opt_state = trainer.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    w = mask.astype(pred.dtype)
-    mae = jnp.sum(w * jnp.abs(pred - target)) / jnp.maximum(jnp.sum(w), 1.0)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats, opt_state=opt_state)
-    return new_state, {"loss": loss, "mae": mae, "pred": pred}
+    return new_state, {"loss": loss, "mae": mae_loss(pred, target, mask), "pred": pred}
 
 
-def eval_step(state: TrainState, batch) -> jax.Array:
+def eval_step(state: TrainState, batch, *, trainer: Trainer) -> jax.Array:
     """Predicted SSIM (B,) in inference mode (running BatchNorm statistics, no dropout)."""
+    model = trainer.model
     if "features" in batch:
-        pred = state.model.apply(state.variables, batch["features"], method=QualityModel.predict_from_features)
+        pred = model.apply(state.variables, batch["features"], method=QualityModel.predict_from_features)
     else:
-        pred, _ = state.model.apply(state.variables, batch["image"], train=False)
+        pred, _ = model.apply(state.variables, normalize_images(batch["image"]), train=False)
     return pred[:, 0]
 
 
-def extract_features(variables: dict, model: QualityModel, images: jax.Array) -> jax.Array:
-    """Backbone features (B, D) in inference mode."""
-    return model.apply(variables, images, method=QualityModel.extract_features)
+def extract_features(variables: dict, images: jax.Array, *, trainer: Trainer) -> jax.Array:
+    """Backbone features (B, D) in inference mode, from uint8 or normalised images."""
+    return trainer.model.apply(variables, normalize_images(images), method=QualityModel.extract_features)
 
 
 def epoch_batches(rng: jax.Array, epoch, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
@@ -138,8 +192,9 @@ def epoch_batches(rng: jax.Array, epoch, n: int, batch_size: int) -> tuple[jax.A
     return idx, mask
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size",))
-def train_epoch(state: TrainState, features: jax.Array, targets: jax.Array, epoch, *, batch_size: int):
+@functools.partial(jax.jit, static_argnames=("trainer", "batch_size"))
+def train_epoch(state: TrainState, features: jax.Array, targets: jax.Array, epoch, *, trainer: Trainer,
+                batch_size: int):
     """A whole epoch over cached features as one compiled ``lax.scan`` of :func:`train_step`.
 
     Returns the new state and per-batch ``loss`` (nb,), ``mae`` (nb,), ``pred``, ``target`` and
@@ -150,17 +205,13 @@ def train_epoch(state: TrainState, features: jax.Array, targets: jax.Array, epoc
     def body(state, xs):
         bidx, bmask = xs
         batch = {"features": features[bidx], "ssim": targets[bidx], "mask": bmask}
-        state, metrics = train_step(state, batch)
+        state, metrics = train_step(state, batch, trainer=trainer)
         return state, dict(metrics, target=batch["ssim"], mask=bmask)
 
     return jax.lax.scan(body, state, (idx, mask))
 
 
 # Jitted entry points for per-batch use (images, or callers who drive their own loop).
-jit_train_step = jax.jit(train_step)
-jit_eval_step = jax.jit(eval_step)
-
-
-@functools.partial(jax.jit, static_argnames=("model",))
-def jit_extract_features(variables, images, *, model):
-    return extract_features(variables, model, images)
+jit_train_step = jax.jit(train_step, static_argnames=("trainer",))
+jit_eval_step = jax.jit(eval_step, static_argnames=("trainer",))
+jit_extract_features = jax.jit(extract_features, static_argnames=("trainer",))

@@ -15,7 +15,7 @@ from bridge import (  # noqa: E402
 )
 from ssimjax.config import TrainConfig  # noqa: E402
 from ssimjax.models import QualityModel, init_variables, make_model  # noqa: E402
-from ssimjax.steps import create_train_state, train_step  # noqa: E402
+from ssimjax.steps import Trainer, create_train_state  # noqa: E402
 
 torch.use_deterministic_algorithms(True)
 
@@ -184,7 +184,7 @@ def run_both(config, steps, batch, size, dtype):
         ], weight_decay=1e-4)
     jdtype = jnp.float64 if dtype == torch.float64 else jnp.float32
     state = create_train_state(config, jax.tree_util.tree_map(lambda a: jnp.asarray(a, jdtype), variables))
-    step = jax.jit(train_step)
+    step = Trainer.from_config(config).train_step
     ours, theirs = [], []
     for images, targets in make_batches(steps, size=size, batch=batch):
         theirs.append(torch_reference_step(torch_model, optimizer, torch.from_numpy(images).to(dtype),

@@ -105,3 +105,18 @@ def test_make_dataset_script(tmp_path):
     assert lines[0] == "image,ssim,kind" and len(lines) == 7
     r = run("make_dataset.py", "--out", tmp_path / "e", "--count", "0")
     assert r.returncode == 2 and "--count: must be >= 1" in r.stderr
+
+
+def test_predict_given_something_that_is_not_a_run_says_so_in_one_line(tmp_path):
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), "white").save(image)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "config.json").write_text("{not json")
+    cases = [(image, "not a run folder"), (tmp_path / "nowhere", "no such run folder"),
+             (tmp_path / "plain", "not a valid ssimjax config.json")]
+    for checkpoint, message in cases:
+        r = run("predict.py", "--checkpoint", checkpoint, image)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr

@@ -4,7 +4,8 @@ import json
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ssimjax.demo import conversion_ssim, generate_image, make_dataset, render_svg, vectorize
+from ssimjax.demo import generate_image, make_dataset
+from ssimjax.pipeline import conversion_ssim, render_svg, vectorize
 
 
 def test_generated_images_are_reproducible_and_varied():

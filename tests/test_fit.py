@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 
 from ssimjax.checkpoint import RunCheckpoints
-from ssimjax.fit import TIMING_KEYS, EarlyStopping, TrainingError, fit, predict
+from ssimjax.fit import TIMING_KEYS, EarlyStopping, FitProgress, TrainingError, fit, predict
 from ssimjax.losses import mse_loss
 from ssimjax.models import backbone_feature_dim
-from ssimjax.run import RunError, load_run, predict_files, train_run
-from ssimjax.steps import create_train_state
+from ssimjax.predict import load_run, predict_files
+from ssimjax.run import train_run
+from ssimjax.start import RunError
+from ssimjax.steps import Trainer, create_train_state
 
 D = backbone_feature_dim("tiny")
 
@@ -49,7 +51,7 @@ def test_fit_stops_early_and_restores_the_best_weights(tiny_config):
     h = res.history
     assert res.best_epoch == int(np.argmin(h["val_loss"])) and res.epochs_completed == 12
     assert res.best_epoch != 11 or h["val_loss"][11] == min(h["val_loss"])
-    restored = float(mse_loss(jnp.asarray(predict(res.state, val, 16)), jnp.asarray(val["ssim"])))
+    restored = float(mse_loss(jnp.asarray(predict(Trainer.from_config(config), res.state, val, 16)), jnp.asarray(val["ssim"])))
     assert restored == pytest.approx(h["val_loss"][res.best_epoch], rel=1e-6)
     assert min(h["val_loss"]) < h["val_loss"][0]
 
@@ -106,8 +108,9 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path
     config = tiny_config.replace(epochs=2)
     fit(create_train_state(config), config, synthetic(32), synthetic(8, 1), checkpoints=ck)
     with pytest.raises(TrainingError, match=r"epoch 3, batch \d+: training loss is nan"):
-        fit(create_train_state(config), config.replace(epochs=4), synthetic(32, poison=True), synthetic(8, 1),
-            checkpoints=ck, resume=True)
+        state, progress = FitProgress.from_checkpoints(ck, create_train_state(config))
+        fit(state, config.replace(epochs=4), synthetic(32, poison=True), synthetic(8, 1),
+            checkpoints=ck, progress=progress)
     ck.close()
     ck = RunCheckpoints(tmp_path, read_only=True)
     assert ck.latest_epoch() == 1
@@ -121,8 +124,17 @@ def test_unfrozen_backbone_trains_on_images_and_predicts(tmp_path, small_dataset
     start = create_train_state(config)
     assert not leaves_equal(res.state.params["feature_extractor"], start.params["feature_extractor"])
     assert not (out / "backbone").exists()  # the backbone is in every checkpoint instead
-    state, loaded_config, _ = load_run(out)
-    assert loaded_config == config
-    assert leaves_equal(state.params, res.state.params)
-    preds = predict_files(state, sorted((small_dataset / "images").glob("*.png"))[:3])
+    run = load_run(out)
+    assert run.config == config
+    assert leaves_equal(run.state.params, res.state.params)
+    preds = predict_files(run, sorted((small_dataset / "images").glob("*.png"))[:3])
     assert preds.shape == (3,) and np.all((preds > 0) & (preds < 1))
+
+
+def test_resuming_a_run_that_stopped_early_reports_its_own_epochs(tmp_path, small_dataset, tiny_config):
+    config = tiny_config.replace(epochs=30, patience=2, min_delta=10.0)  # stops after epoch 3
+    first, out = train_run(config, data=small_dataset, out=tmp_path / "run")
+    assert first.stopped_early and first.epochs_completed == 3
+    again, _ = train_run(config, data=small_dataset, out=out, resume=True)
+    assert again.stopped_early and again.epochs_completed == 3 and again.best_epoch == first.best_epoch
+    assert again.history == first.history

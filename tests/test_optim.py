@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssimjax.config import TrainConfig
-from ssimjax.optim import current_learning_rate, end_epoch, make_optimizer
+from ssimjax.optim import advance_learning_rate, current_learning_rate, make_optimizer
 
 torch = pytest.importorskip("torch")
 
@@ -17,7 +17,7 @@ def lr_sequence(config, val_losses):
     lrs = []
     for epoch, v in enumerate(val_losses):
         lrs.append(current_learning_rate(opt_state))
-        opt_state = end_epoch(opt_state, config, epoch, v)
+        opt_state = advance_learning_rate(opt_state, config, epoch, v)
     return lrs
 
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from ssimjax.config import TrainConfig
 from ssimjax.models import backbone_feature_dim
-from ssimjax.steps import create_train_state, epoch_batches, eval_step, train_epoch, train_step
+from ssimjax.steps import Trainer, create_train_state, epoch_batches, eval_step, train_epoch, train_step
 
 
 D = backbone_feature_dim("tiny")
@@ -23,11 +23,12 @@ def leaves_equal(a, b):
 
 def test_train_step_is_pure_and_compiles_once(tiny_config):
     state = create_train_state(tiny_config)
+    trainer = Trainer.from_config(tiny_config)
     traces = []
 
     def counted(state, batch):
         traces.append(1)  # runs only while tracing
-        return train_step(state, batch)
+        return train_step(state, batch, trainer=trainer)
 
     step = jax.jit(counted)
     rng = np.random.default_rng(0)
@@ -45,12 +46,13 @@ def test_train_step_is_pure_and_compiles_once(tiny_config):
 
 
 def test_padded_masked_batch_trains_exactly_like_the_short_batch(tiny_config):
-    state = create_train_state(tiny_config.replace(dropout_rate=0.0))
+    config = tiny_config.replace(dropout_rate=0.0)
+    state, trainer = create_train_state(config), Trainer.from_config(config)
     rng = np.random.default_rng(1)
     padded = feature_batch(rng, n=5, pad=3)
     short = {k: v[:5] for k, v in padded.items()}
-    a, ma = jax.jit(train_step)(state, padded)
-    b, mb = jax.jit(train_step)(state, short)
+    a, ma = trainer.train_step(state, padded)
+    b, mb = trainer.train_step(state, short)
     np.testing.assert_allclose(ma["loss"], mb["loss"], rtol=1e-6)
     np.testing.assert_allclose(ma["pred"][:5], mb["pred"], rtol=1e-6)
     for x, y in zip(jax.tree_util.tree_leaves(a.batch_stats), jax.tree_util.tree_leaves(b.batch_stats)):
@@ -66,13 +68,14 @@ def test_frozen_backbone_never_changes_and_unfrozen_learns_slower(tiny_config):
     images = jnp.asarray(rng.normal(size=(4, 64, 64, 3)), jnp.float32)
     batch = {"image": images, "ssim": jnp.asarray([0.2, 0.4, 0.6, 0.8]), "mask": jnp.ones(4, bool)}
     frozen = create_train_state(tiny_config)
-    after, _ = jax.jit(train_step)(frozen, batch)
+    after, _ = Trainer.from_config(tiny_config).train_step(frozen, batch)
     assert leaves_equal(after.params["feature_extractor"], frozen.params["feature_extractor"])
     assert leaves_equal(after.batch_stats["feature_extractor"], frozen.batch_stats["feature_extractor"])
     assert not leaves_equal(after.params["predictor"], frozen.params["predictor"])
 
-    unfrozen = create_train_state(tiny_config.replace(freeze_backbone=False))
-    after, _ = jax.jit(train_step)(unfrozen, batch)
+    unfrozen_config = tiny_config.replace(freeze_backbone=False)
+    unfrozen = create_train_state(unfrozen_config)
+    after, _ = Trainer.from_config(unfrozen_config).train_step(unfrozen, batch)
     bb0, bb1 = unfrozen.params["feature_extractor"], after.params["feature_extractor"]
     assert not leaves_equal(bb1, bb0)
     assert not leaves_equal(after.batch_stats["feature_extractor"], unfrozen.batch_stats["feature_extractor"])
@@ -90,13 +93,13 @@ def test_tiny_model_learns_a_learnable_target():
     x = rng.normal(size=(256, D)).astype(np.float32)
     w = rng.normal(size=D)
     y = (1 / (1 + np.exp(-(x @ w) / 8))).astype(np.float32)
-    state = create_train_state(config)
+    state, trainer = create_train_state(config), Trainer.from_config(config)
     xj, yj = jnp.asarray(x), jnp.asarray(y)
-    before = float(jnp.mean((eval_step(state, {"features": xj}) - yj) ** 2))
+    before = float(jnp.mean((eval_step(state, {"features": xj}, trainer=trainer) - yj) ** 2))
     compiled = train_epoch._cache_size()
     for epoch in range(30):
-        state, _ = train_epoch(state, xj, yj, epoch, batch_size=16)
-    after = float(jnp.mean((eval_step(state, {"features": xj}) - yj) ** 2))
+        state, _ = trainer.train_epoch(state, xj, yj, epoch, batch_size=16)
+    after = float(jnp.mean((eval_step(state, {"features": xj}, trainer=trainer) - yj) ** 2))
     assert after < 0.1 * before and after < 0.01, (before, after)
     assert train_epoch._cache_size() == compiled + 1  # one compilation for all 30 epochs
 
@@ -109,3 +112,36 @@ def test_epoch_batches_are_a_seeded_permutation_with_masked_padding():
     idx_again, _ = epoch_batches(rng, 0, 10, 4)
     idx_next, _ = epoch_batches(rng, 1, 10, 4)
     assert np.array_equal(idx, idx_again) and not np.array_equal(idx, idx_next)
+
+
+def test_states_from_one_config_share_one_compilation_of_each_step():
+    from ssimjax.steps import jit_eval_step
+
+    config = TrainConfig(backbone="tiny", hidden_dims=(24, 12), batch_size=8, seed=11)
+    rng = np.random.default_rng(5)
+    x, y = jnp.asarray(rng.normal(size=(40, D)), jnp.float32), jnp.asarray(rng.uniform(size=40), jnp.float32)
+    evals, epochs = jit_eval_step._cache_size(), train_epoch._cache_size()
+    for seed in range(3):  # three states, three Trainer objects, one configuration (seeds differ)
+        cfg = config.replace(seed=seed)
+        state, trainer = create_train_state(cfg), Trainer.from_config(cfg)
+        state, _ = trainer.train_epoch(state, x, y, 0, batch_size=8)
+        trainer.eval_step(state, {"features": x})
+    assert jit_eval_step._cache_size() == evals + 1
+    assert train_epoch._cache_size() == epochs + 1
+    assert all(isinstance(leaf, jax.Array) for leaf in jax.tree_util.tree_leaves(state))  # arrays only
+
+
+def test_uint8_images_are_normalised_on_the_device_bit_for_bit():
+    from ssimjax.data import normalize
+    from ssimjax.steps import jit_extract_features, normalize_images
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(4, 224, 224, 3), dtype=np.uint8)
+    images[0, 0, :4] = [[0, 0, 0], [255, 255, 255], [1, 128, 254], [17, 99, 201]]
+    on_device = np.asarray(jax.jit(normalize_images)(jnp.asarray(images)))
+    assert on_device.dtype == np.float32 and np.array_equal(on_device, normalize(images))
+    config = TrainConfig(backbone="tiny", hidden_dims=(16,))
+    state, trainer = create_train_state(config), Trainer.from_config(config)
+    a = jit_extract_features(state.variables, jnp.asarray(images), trainer=trainer)
+    b = jit_extract_features(state.variables, jnp.asarray(normalize(images)), trainer=trainer)
+    assert np.array_equal(np.asarray(a), np.asarray(b))

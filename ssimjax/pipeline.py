@@ -1,0 +1,124 @@
+"""The real labelling pipeline: VTracer converts an image to SVG, resvg renders the SVG at the
+original size on white, and scikit-image's ``structural_similarity`` compares render and original
+on luminance. Also the cached-build helper both built-in data sets use.
+
+This module does not import JAX, so worker processes start quickly.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# Recorded with the labels; VTracer's own defaults (these are the values its Python binding
+# uses when a parameter is left out, which is how we call it).
+VTRACER_DEFAULTS = dict(
+    colormode="color", hierarchical="stacked", mode="spline", filter_speckle=4, color_precision=6,
+    layer_difference=16, corner_threshold=60, length_threshold=4.0, max_iterations=10,
+    splice_threshold=45, path_precision=8,
+)
+SSIM_SETTINGS = dict(
+    library="scikit-image", function="skimage.metrics.structural_similarity", channel="luminance (PIL 'L')",
+    gaussian_weights=True, sigma=1.5, win_size=11, use_sample_covariance=False, data_range=1.0,
+)
+
+
+def vectorize(img: Image.Image) -> str:
+    """VTracer's SVG of an image, with VTracer's default parameters."""
+    import vtracer
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return vtracer.convert_raw_image_to_svg(buf.getvalue(), img_format="png")
+
+
+def render_svg(svg: str, width: int, height: int) -> Image.Image:
+    """resvg's render of an SVG at ``width`` x ``height`` on white, as RGB."""
+    import resvg_py
+
+    png = resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff", width=width, height=height,
+                                skip_system_fonts=True)
+    rendered = Image.open(io.BytesIO(bytes(png)))
+    rendered.load()
+    if rendered.size != (width, height):
+        raise RuntimeError(f"resvg rendered {rendered.size}, expected {(width, height)}")
+    white = Image.new("RGBA", rendered.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rendered.convert("RGBA")).convert("RGB")
+
+
+def luminance_ssim(a: Image.Image, b: Image.Image) -> float:
+    from skimage.metrics import structural_similarity
+
+    la = np.asarray(a.convert("L"), np.float64) / 255.0
+    lb = np.asarray(b.convert("L"), np.float64) / 255.0
+    return float(structural_similarity(la, lb, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                       use_sample_covariance=False))
+
+
+def conversion_ssim(img: Image.Image) -> float:
+    """The SSIM the real pipeline achieves on ``img``: VTracer -> resvg -> SSIM vs the original."""
+    from .data import to_rgb
+
+    original = to_rgb(img)
+    rendered = render_svg(vectorize(original), original.width, original.height)
+    return luminance_ssim(original, rendered)
+
+
+def package_versions(*names: str) -> dict:
+    """Installed version of each named distribution (None where it is not installed)."""
+    out = {}
+    for pkg in names:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def build_cached(final: Path, build) -> Path:
+    """``final``, built by ``build(folder)`` in a temporary folder beside it on first use, then
+    renamed into place whole: an interrupted build is never mistaken for a set."""
+    if (final / "labels.csv").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished first
+            if not (final / "labels.csv").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def run_jobs(fn, jobs: list, workers: int | None = None, progress=None, chunks_per_worker: int = 8) -> list:
+    """``[fn(job) for job in jobs]`` over ``workers`` processes (default: every core), in any
+    order; ``progress(1)`` after each. ``fn`` must be a module-level function."""
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    results = []
+    if workers > 1:
+        # spawn, not fork: the parent may already run JAX's threads.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            chunk = max(1, len(jobs) // (workers * chunks_per_worker))
+            for r in pool.imap_unordered(fn, jobs, chunksize=chunk):
+                results.append(r)
+                if progress:
+                    progress(1)
+    else:
+        for job in jobs:
+            results.append(fn(job))
+            if progress:
+                progress(1)
+    return results

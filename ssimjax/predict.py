@@ -1,0 +1,69 @@
+"""A run loaded back for prediction, and predictions on image files."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .checkpoint import CheckpointError, RunCheckpoints
+from .config import ConfigError, TrainConfig, load_config
+from .data import DataError, ImageError, load_image_file
+from .fit import predict
+from .start import RunError
+from .steps import Trainer, TrainState, create_train_state
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    state: TrainState  # the best epoch's weights
+    trainer: Trainer
+    config: TrainConfig
+    meta: dict  # the latest checkpoint's meta item (history, best epoch, metrics)
+    facts: dict  # config.json's run facts (data, versions, backbone)
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """The best weights of a run folder. Raises :class:`RunError` for anything that is not one."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunError(f"{run_dir}: no such run folder")
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: not a run folder (a file; pass the folder scripts/train.py wrote)")
+    try:
+        config, facts = load_config(run_dir / "config.json")
+    except ConfigError as e:
+        raise RunError(str(e)) from None
+    try:
+        checkpoints = RunCheckpoints(run_dir, read_only=True, frozen_backbone=config.freeze_backbone)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
+    try:
+        last = checkpoints.latest_epoch()
+        if last is None:
+            raise RunError(f"{run_dir}: no checkpoint saved yet")
+        meta = checkpoints.read_meta(last)
+        state, _ = checkpoints.restore(meta["best_epoch"], create_train_state(config))
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
+    finally:
+        checkpoints.close()
+    return LoadedRun(state, Trainer.from_config(config), config, meta, facts)
+
+
+def load_images(paths: Sequence[str | Path]) -> np.ndarray:
+    """uint8 (N, 224, 224, 3), as the model sees them. Raises :class:`DataError` naming the file."""
+    images = []
+    for p in paths:
+        try:
+            images.append(load_image_file(p)[0])
+        except ImageError as e:
+            raise DataError(f"{p}: {e}") from None
+    return np.stack(images)
+
+
+def predict_files(run: LoadedRun, paths: Sequence[str | Path], batch_size: int = 16) -> np.ndarray:
+    """Predicted SSIM per image file, through the whole model (backbone + predictor)."""
+    return predict(run.trainer, run.state, {"image": load_images(paths)}, batch_size)

@@ -1,0 +1,95 @@
+"""How a run starts: fresh, resumed, or from a pretrained backbone. The one place that decides,
+and that refuses conflicting requests with a one-line error."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from pathlib import Path
+from typing import Callable
+
+from .config import ConfigError, TrainConfig, load_config
+
+# What a resumed run may change: only how long it goes on.
+RESUMABLE_FIELDS = ("epochs",)
+
+
+class RunError(RuntimeError):
+    """A run folder that cannot be used as asked; the message names it."""
+
+
+@dataclasses.dataclass
+class RunPlan:
+    config: TrainConfig
+    out: Path
+    resume: bool
+    data: str | Path | None  # None: the built-in demo set
+    backbone: tuple[dict, dict] | None = None  # (variables, facts) of pretrained backbone weights
+    saved_facts: dict = dataclasses.field(default_factory=dict)  # a resumed run's config.json facts
+
+
+def new_run_dir(root: str | Path = "runs") -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / stamp
+    i = 1
+    while path.exists():
+        i += 1
+        path = Path(root) / f"{stamp}-{i}"
+    return path
+
+
+def _as_given(config: TrainConfig | dict | None) -> dict:
+    if config is None:
+        return {}
+    return config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+
+
+def plan_run(
+    config: TrainConfig | dict | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    data: str | Path | None = None,
+    load_backbone: Callable[[TrainConfig], tuple[dict, dict]] | None = None,
+    flag_name: Callable[[str], str] = str,
+) -> RunPlan:
+    """Decides how a run starts and checks that the request is consistent: :class:`ConfigError`
+    for requests that contradict each other, :class:`RunError` for a folder that does not fit.
+
+    ``config`` is a :class:`TrainConfig` or the fields given (e.g. on the command line). A fresh
+    run needs a folder that holds no run; a resumed one continues the run in ``out`` as it was
+    configured (only ``epochs`` may change; other given fields must match), on its own data by
+    default and with its own backbone. ``load_backbone(config)`` returns pretrained backbone
+    ``(variables, facts)``, for fresh ResNet-50 runs only. ``flag_name`` turns a field name into
+    the name the caller's user knows (``--learning-rate``) for messages.
+    """
+    given = _as_given(config)
+    out = Path(out) if out is not None else (None if resume else new_run_dir())
+    if resume:
+        if out is None:
+            raise ConfigError("--resume needs the run folder (--out RUN_DIR)")
+        if load_backbone is not None:
+            raise ConfigError(f"{flag_name('backbone_weights')} starts a run; --resume continues with the "
+                              "run's own backbone")
+        if not (out / "config.json").is_file():
+            raise RunError(f"{out}: nothing to resume (no config.json)")
+        saved, facts = load_config(out / "config.json")
+        saved_dict = saved.to_dict()
+        clash = [f"{flag_name(k)} (run has {saved_dict[k]!r})" for k, v in given.items()
+                 if k not in RESUMABLE_FIELDS and (list(v) if isinstance(v, tuple) else v) != saved_dict[k]]
+        if clash:
+            raise ConfigError("--resume continues the run as configured; these differ: " + ", ".join(clash))
+        config = saved.replace(**{k: given[k] for k in RESUMABLE_FIELDS if k in given})
+        if data is None:  # continue on the data the run started with
+            data = facts.get("data", {}).get("manifest")
+        return RunPlan(config, out, True, data, saved_facts=facts)
+
+    if any((out / name).exists() for name in ("checkpoints", "backbone", "config.json")):
+        raise RunError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    config = TrainConfig(**given)
+    backbone = None
+    if load_backbone is not None:
+        if config.backbone != "resnet50":
+            raise ConfigError(f"{flag_name('backbone_weights')} needs the resnet50 backbone")
+        backbone = load_backbone(config)
+    return RunPlan(config, out, False, data, backbone=backbone)
