@@ -63,6 +63,8 @@ def model_module(path: tuple[str, ...], use_batch_norm: bool, hidden_layers: int
         name = torchvision_module(path[1:])
         head, _, rest = name.partition(".")
         return "feature_extractor.backbone." + ".".join(filter(None, [SEQUENTIAL_INDEX[head], rest]))
+    if path[1] == "input_norm":
+        return "predictor.input_norm"
     stride = 4 if use_batch_norm else 3
     m = re.fullmatch(r"(dense|bn)_(\d+)", path[1])
     if m:
@@ -80,7 +82,9 @@ def _entries(variables: dict, name_fn: Callable[[tuple[str, ...]], str]) -> list
     for collection in ("params", "batch_stats"):
         for path, _ in jax.tree_util.tree_flatten_with_path(variables.get(collection, {}))[0]:
             keys = tuple(p.key for p in path)
-            out.append((collection, keys, f"{name_fn(keys[:-1])}.{LEAF_TO_TORCH[keys[-1]]}"))
+            # The statistics' standardisation keeps its own names (buffers mean and std).
+            leaf = keys[-1] if keys[-2] == "input_norm" else LEAF_TO_TORCH[keys[-1]]
+            out.append((collection, keys, f"{name_fn(keys[:-1])}.{leaf}"))
     return out
 
 
@@ -118,7 +122,7 @@ def _to_flax(leaf_name: str, tensor: torch.Tensor) -> np.ndarray:
 
 
 def _bn_modules(entries) -> list[str]:
-    return sorted({key.rsplit(".", 1)[0] for c, _, key in entries if c == "batch_stats"})
+    return sorted({key.rsplit(".", 1)[0] for c, path, key in entries if c == "batch_stats" and path[-2] != "input_norm"})
 
 
 def _flax_to_state_dict(variables, entries, num_batches_tracked: int) -> "OrderedDict[str, torch.Tensor]":

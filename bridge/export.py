@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ssimjax.predict import load_run
+from ssimjax.stats import STAT_NAMES, STATS_VERSION
 
 from .convert import flax_to_torch
 from .model import FEATURE_DIM, QualityPredictionModel
@@ -20,8 +21,9 @@ class ExportError(ValueError):
 
 
 def torch_config(config, pretrained: bool) -> dict:
-    """The deployment's ``config`` dict for a :class:`ssimjax.config.TrainConfig`."""
-    return {
+    """The deployment's ``config`` dict for a :class:`ssimjax.config.TrainConfig`: the documented
+    keys, plus ``image_stats`` (the statistics' names and version) for a model that takes them."""
+    out = {
         "pretrained": bool(pretrained),
         "freeze_backbone": bool(config.freeze_backbone),
         "feature_dim": FEATURE_DIM,
@@ -30,6 +32,11 @@ def torch_config(config, pretrained: bool) -> dict:
         "use_batch_norm": bool(config.use_batch_norm),
         "version": "1.0",
     }
+    if config.image_stats:
+        out["image_stats"] = {"names": list(STAT_NAMES), "version": STATS_VERSION}
+    if not config.backbone_features:
+        out["backbone_features"] = False  # the MLP's input is the image statistics alone
+    return out
 
 
 def _plain(x):
@@ -51,6 +58,9 @@ def build_checkpoint(run_dir: str | Path) -> dict:
     state, config, meta = run.state, run.config, run.meta
     if config.backbone != "resnet50":
         raise ExportError(f"{run_dir}: the PyTorch model is ResNet-50; this run trained the {config.backbone!r} backbone")
+    if config.pooled_stages != "last":
+        raise ExportError(f"{run_dir}: the PyTorch model pools the last backbone stage; this run pooled "
+                          f"{config.pooled_stages!r} stages")
     pretrained = run.facts.get("backbone", {}).get("weights", "random-init") != "random-init"
     history = {k: list(v) for k, v in meta["history"].items()}
     best = dict(meta["best_val_metrics"])

@@ -4,16 +4,27 @@ Structure, state_dict keys and methods are exactly the documented ones:
 ``feature_extractor.backbone`` is torchvision's ResNet-50 without ``fc``; ``predictor.mlp`` is a
 Sequential of Linear, BatchNorm1d (optional), ReLU, Dropout per hidden size, then Linear and
 Sigmoid.
+
+A model trained with image statistics (ssimjax's default; ``config['image_stats']`` names them)
+also has ``predictor.input_norm`` (buffers ``mean`` and ``std``): the statistics, computed by
+:mod:`ssimjax.stats` from the image at its own resolution, are standardised, clipped and appended
+to the 2048 backbone features as the MLP's input. ``predict_ssim`` then takes image files or PIL
+images and computes everything itself, exactly as ``scripts/predict.py`` does.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torchvision
+from PIL import Image
+
+from ssimjax.data import IMAGENET_MEAN, IMAGENET_STD, ImageError, normalize, open_image, read_file, resize_224
+from ssimjax.stats import STAT_NAMES, STATS_CLIP, STATS_VERSION, image_statistics
 
 FEATURE_DIM = 2048
 DEFAULT_CONFIG = {
@@ -37,11 +48,27 @@ class FeatureExtractor(nn.Module):
         return torch.flatten(self.backbone(x), 1)
 
 
-class Predictor(nn.Module):
-    def __init__(self, feature_dim: int, hidden_dims, dropout_rate: float, use_batch_norm: bool):
+class InputNorm(nn.Module):
+    """Standardises and clips image statistics with the mean and std stored at training time."""
+
+    def __init__(self, size: int):
         super().__init__()
+        self.register_buffer("mean", torch.zeros(size))
+        self.register_buffer("std", torch.ones(size))
+
+    def forward(self, stats):
+        return torch.clamp((stats - self.mean) / self.std, -STATS_CLIP, STATS_CLIP)
+
+
+class Predictor(nn.Module):
+    def __init__(self, feature_dim: int, hidden_dims, dropout_rate: float, use_batch_norm: bool, num_stats: int = 0,
+                 use_features: bool = True):
+        super().__init__()
+        self.num_stats, self.use_features = num_stats, use_features
+        if num_stats:
+            self.input_norm = InputNorm(num_stats)
         layers: list[nn.Module] = []
-        d = feature_dim
+        d = (feature_dim if use_features else 0) + num_stats
         for h in hidden_dims:
             layers.append(nn.Linear(d, h))
             if use_batch_norm:
@@ -51,7 +78,14 @@ class Predictor(nn.Module):
         layers += [nn.Linear(d, 1), nn.Sigmoid()]
         self.mlp = nn.Sequential(*layers)
 
-    def forward(self, features):
+    def forward(self, features, stats=None):
+        if not self.use_features:
+            features = features[:, :0]
+        if self.num_stats:
+            if stats is None:
+                raise ValueError(f"this model needs {self.num_stats} image statistics per image (config['image_stats']);"
+                                 " pass image files or PIL images to predict_ssim")
+            features = torch.cat([features, self.input_norm(stats.to(features.dtype))], dim=1)
         return self.mlp(features)
 
 
@@ -62,19 +96,47 @@ class QualityPredictionModel(nn.Module):
         super().__init__()
         self.config = {**DEFAULT_CONFIG, **(config or {})}
         c = self.config
+        stats = c.get("image_stats")
+        if stats and (list(stats.get("names", [])) != list(STAT_NAMES) or stats.get("version") != STATS_VERSION):
+            raise ValueError(f"this checkpoint's image statistics ({stats.get('version')}) are not the ones this ssimjax "
+                             f"computes ({STATS_VERSION}); use the ssimjax version that trained it")
+        self.num_stats = len(STAT_NAMES) if stats else 0
         self.feature_extractor = FeatureExtractor()
-        self.predictor = Predictor(c["feature_dim"], c["hidden_dims"], c["dropout_rate"], c["use_batch_norm"])
+        self.uses_features = bool(c.get("backbone_features", True))
+        self.predictor = Predictor(c["feature_dim"], c["hidden_dims"], c["dropout_rate"], c["use_batch_norm"],
+                                   self.num_stats, self.uses_features)
         if c["freeze_backbone"]:
             for p in self.feature_extractor.parameters():
                 p.requires_grad = False
 
-    def forward(self, x):
+    def forward(self, x, stats=None):
         features = self.feature_extractor(x)
-        return self.predictor(features), features
+        return self.predictor(features, stats), features
 
     @torch.no_grad()
     def predict_ssim(self, x):
-        return self.forward(x)[0]
+        """SSIM predictions (B, 1).
+
+        ``x`` is a preprocessed (B, 3, 224, 224) tensor, or an image path, a PIL image, or a list
+        of them. Given images, preprocessing (transparency on white, torchvision's resize,
+        ImageNet normalisation) and image statistics are ssimjax's own, so the result equals
+        ``scripts/predict.py``'s. Given a tensor, a model with image statistics computes them from
+        the 224x224 tensor itself: the resize hides detail the statistics measure, so predictions
+        differ from those on the original image (prefer paths or PIL images).
+        """
+        if isinstance(x, torch.Tensor):
+            stats = None
+            if self.num_stats:
+                stats = torch.from_numpy(np.stack([image_statistics(_tensor_to_pil(t)) for t in x]))
+            return self.forward(x, stats)[0]
+        images = [x] if isinstance(x, (str, Path, Image.Image)) else list(x)
+        pixels, stats = prepare_images(images, with_stats=bool(self.num_stats), with_pixels=self.uses_features)
+        param = next(self.parameters())
+        stats = None if stats is None else torch.from_numpy(stats).to(param.device)
+        if not self.uses_features:  # the backbone's output would be ignored: do not run it
+            return self.predictor(torch.zeros(len(images), 0, device=param.device, dtype=param.dtype), stats)
+        tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(param.device, param.dtype)
+        return self.forward(tensor, stats)[0]
 
     @torch.no_grad()
     def extract_features(self, x):
@@ -87,3 +149,28 @@ class QualityPredictionModel(nn.Module):
         model = cls(checkpoint["config"])
         model.load_state_dict(checkpoint["model_state_dict"], strict=True)
         return model.eval()
+
+
+def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """A normalised (3, H, W) tensor back to 8-bit RGB."""
+    mean = torch.as_tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.as_tensor(IMAGENET_STD).view(3, 1, 1)
+    rgb = ((t.detach().cpu().float() * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return Image.fromarray(rgb.permute(1, 2, 0).numpy())
+
+
+def prepare_images(images: Sequence, with_stats: bool, with_pixels: bool = True):
+    """Paths or PIL images -> (normalised float32 NHWC pixels or None, statistics or None), by
+    ssimjax's own preprocessing and statistics. Raises ValueError naming an unreadable file."""
+    decoded = []
+    for item in images:
+        if isinstance(item, Image.Image):
+            decoded.append(item)
+            continue
+        try:
+            decoded.append(open_image(read_file(item)[0]))
+        except ImageError as e:
+            raise ValueError(f"{item}: {e}") from None
+    pixels = normalize(np.stack([resize_224(img) for img in decoded])) if with_pixels else None
+    stats = np.stack([image_statistics(img) for img in decoded]) if with_stats else None
+    return pixels, stats

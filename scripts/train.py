@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 
 import _cli
@@ -12,6 +13,7 @@ import _cli
 FLAG_FOR_FIELD = {
     "use_batch_norm": "--no-batch-norm",
     "freeze_backbone": "--no-freeze-backbone",
+    "image_stats": "--no-image-stats",
 }  # every other field's flag is --field-name
 
 
@@ -51,6 +53,9 @@ def write_torch_model(out, config) -> None:
     if config.backbone != "resnet50":
         log.info("model.pth not written: the PyTorch model is ResNet-50, this run used the tiny backbone")
         return
+    if config.pooled_stages != "last":
+        log.info("model.pth not written: the PyTorch model pools the last backbone stage only")
+        return
     try:
         from bridge import export_run
     except ImportError as e:
@@ -61,13 +66,19 @@ def write_torch_model(out, config) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ssimjax.config import BACKBONES, DEFAULT_DEMO_COUNT, HEAD_INITS, LOSSES, SCHEDULERS
+    from ssimjax.config import (
+        BACKBONES, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, DEFAULT_TEST_SOURCE, HEAD_INITS, LOSSES, POOLED_STAGES,
+        SCHEDULERS,
+    )
 
     p = argparse.ArgumentParser(
         description="Train the ResNet-50 + MLP SSIM predictor (JAX/Flax). Without --data, trains on the "
-        "built-in demo set (generated and labelled with VTracer + resvg on first use, then cached).",
+        "built-in set of real logos from public icon sets (fetched from the npm registry, rasterised and labelled "
+        "with VTracer + resvg on first use, then cached), holding one icon set out as a test set.",
     )
-    p.add_argument("--data", help="CSV (image,ssim) or JSON manifest, or a folder holding labels.csv/labels.json")
+    p.add_argument("--data", help="icons (the default: real logos from five public icon sets), generated (logo-like "
+                   "images made offline), or a CSV (image,ssim[,source]) or JSON manifest, or a folder holding "
+                   "labels.csv/labels.json")
     p.add_argument("--out", help="run folder (default: a new folder under runs/)")
     # Training flags default to None so that --resume can tell which were given.
     p.add_argument("--epochs", type=int, help="maximum epochs (default 50)")
@@ -79,14 +90,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
     p.add_argument("--min-delta", type=float, help="minimum improvement for early stopping (default 1e-4)")
     p.add_argument("--validation-split", type=float, help="share of rows held out, seeded (default 0.2)")
+    p.add_argument("--test-source", metavar="NAME|none",
+                   help="hold out every row of this manifest source (an icon set): never trained on, scored at the "
+                   f"end (default {DEFAULT_TEST_SOURCE} for --data icons, none otherwise)")
     p.add_argument("--hidden-dims", type=parse_hidden_dims, help="MLP widths, e.g. 1024,512,256,128 (the default)")
     p.add_argument("--dropout-rate", type=float, help="default 0.3")
     p.add_argument("--no-batch-norm", dest="use_batch_norm", action="store_const", const=False,
                    help="no BatchNorm in the MLP")
     p.add_argument("--no-freeze-backbone", dest="freeze_backbone", action="store_const", const=False,
                    help="train the backbone too, at 0.1x the learning rate")
+    p.add_argument("--pooled-stages", choices=POOLED_STAGES,
+                   help="backbone features: the last stage pooled (default, the plan) or every stage's")
     p.add_argument("--backbone", choices=BACKBONES,
                    help="resnet50 (default) or a tiny ResNet for smoke tests")
+    p.add_argument("--plan-model", action="store_true",
+                   help="the plan's model exactly: 2048 backbone features into the MLP, no image statistics "
+                   "(model.pth strict-loads into the plan's own class); same as --backbone-features --no-image-stats")
+    p.add_argument("--backbone-features", dest="backbone_features", action="store_const", const=True,
+                   help="the MLP also sees the backbone's features (on by default with --backbone-weights or "
+                   "--no-freeze-backbone)")
+    p.add_argument("--no-backbone-features", dest="backbone_features", action="store_const", const=False,
+                   help="the MLP never sees the backbone's features")
+    p.add_argument("--no-image-stats", dest="image_stats", action="store_const", const=False,
+                   help="no image statistics in the MLP's input")
     p.add_argument("--head-init", choices=HEAD_INITS,
                    help="output layer initialisation (default lecun_normal; kaiming_fan_out is the plan's literal "
                    "choice, which saturates the sigmoid)")
@@ -99,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true", help="train on the valid rows, skipping invalid ones")
     p.add_argument("--cache-dir", help="demo data and feature cache (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
     p.add_argument("--demo-count", type=int, default=DEFAULT_DEMO_COUNT,
-                   help=f"images in the built-in demo set (default {DEFAULT_DEMO_COUNT})")
+                   help=f"images in the built-in generated set (default {DEFAULT_DEMO_COUNT})")
+    p.add_argument("--icon-count", type=int, default=DEFAULT_ICON_COUNT,
+                   help=f"images in the built-in real-logo set (default {DEFAULT_ICON_COUNT})")
     return p
 
 
@@ -111,17 +139,25 @@ def main(argv=None) -> int:
     from ssimjax.config import ConfigError, TrainConfig
     from ssimjax.data import DataError
     from ssimjax.fit import TrainingError
+    from ssimjax.npm import PackageError
     from ssimjax.run import train_run
     from ssimjax.start import RunError, plan_run
 
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if given.get("test_source", "").lower() == "none":
+        given["test_source"] = None
+    if args.plan_model:
+        if given.get("backbone_features") is False:
+            parser.error("--plan-model contradicts --no-backbone-features")
+        given.update(image_stats=False, backbone_features=True)
 
     def flag(field):
         return FLAG_FOR_FIELD.get(field, "--" + field.replace("_", "-"))
 
-    if args.demo_count < 1:
-        parser.error(f"--demo-count: must be >= 1 (got {args.demo_count})")
+    for name in ("demo_count", "icon_count"):
+        if getattr(args, name) < 1:
+            parser.error(f"{flag(name)}: must be >= 1 (got {getattr(args, name)})")
     loader = backbone_loader(args.backbone_weights) if args.backbone_weights != "none" else None
     try:
         plan = plan_run(given, out=args.out, resume=args.resume, data=args.data, load_backbone=loader, flag_name=flag)
@@ -133,9 +169,9 @@ def main(argv=None) -> int:
 
     try:
         result, out = train_run(plan=plan, skip_invalid=args.skip_invalid, cache_dir=args.cache_dir,
-                                demo_count=args.demo_count)
+                                demo_count=args.demo_count, icon_count=args.icon_count)
         write_torch_model(out, plan.config)
-    except (DataError, RunError, TrainingError, CheckpointError, ConfigError) as e:
+    except (DataError, RunError, TrainingError, CheckpointError, ConfigError, PackageError) as e:
         _cli.fail(str(e), 1)
     except KeyboardInterrupt:
         _cli.fail(f"interrupted; the checkpoints written so far are kept. Continue with: "
@@ -143,6 +179,10 @@ def main(argv=None) -> int:
     m = result.best_val_metrics
     print(f"best epoch {result.best_epoch + 1}/{result.epochs_completed}: val loss {m['loss']:.4f}, "
           f"val correlation {m['correlation']:.4f}, val MAE {m['mae']:.4f}; run folder {out}")
+    test = json.loads((out / "summary.json").read_text()).get("test_metrics")
+    if test:
+        print(f"held-out icon set {plan.config.test_source!r} ({test['count']} images): SRCC {test['srcc']:.4f}, "
+              f"PLCC {test['plcc']:.4f}, MAE {test['mae']:.4f}")
     return 0
 
 

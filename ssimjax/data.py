@@ -44,6 +44,7 @@ class Row:
     image: Path
     ssim: float
     where: str
+    source: str | None = None  # the manifest's optional ``source`` column (e.g. the icon set)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,7 @@ def read_manifest(data: str | Path) -> tuple[Path, list[Row], list[Problem]]:
     """
     manifest = find_manifest(data)
     base = manifest.parent
-    entries: list[tuple[str, object, object]] = []
+    entries: list[tuple[str, object, object, object]] = []
     try:
         text = manifest.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
@@ -104,7 +105,8 @@ def read_manifest(data: str | Path) -> tuple[Path, list[Row], list[Problem]]:
             raise DataError(f"{manifest}: header must name columns 'image' and 'ssim' (got {header or 'nothing'})")
         reader.fieldnames = header
         for row in reader:
-            entries.append((f"{manifest.name} line {reader.line_num}", row.get("image"), row.get("ssim")))
+            entries.append((f"{manifest.name} line {reader.line_num}", row.get("image"), row.get("ssim"),
+                            row.get("source")))
     else:
         try:
             items = json.loads(text)
@@ -115,14 +117,14 @@ def read_manifest(data: str | Path) -> tuple[Path, list[Row], list[Problem]]:
         for i, item in enumerate(items):
             where = f"{manifest.name} item {i}"
             if not isinstance(item, dict):
-                entries.append((where, None, None))
+                entries.append((where, None, None, None))
             else:
-                entries.append((where, item.get("image"), item.get("ssim")))
+                entries.append((where, item.get("image"), item.get("ssim"), item.get("source")))
     if not entries:
         raise DataError(f"{manifest}: no rows")
 
     rows, problems = [], []
-    for where, image, label in entries:
+    for where, image, label, source in entries:
         if not isinstance(image, str) or not image.strip():
             problems.append(Problem(where, repr(image), "no image path"))
             continue
@@ -133,7 +135,7 @@ def read_manifest(data: str | Path) -> tuple[Path, list[Row], list[Problem]]:
         if why is not None:
             problems.append(Problem(where, image, why))
         else:
-            rows.append(Row(path, ssim, where))
+            rows.append(Row(path, ssim, where, str(source).strip() or None if source is not None else None))
     return manifest, rows, problems
 
 
@@ -229,3 +231,20 @@ def split_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarra
         raise DataError(f"need at least 4 valid rows to split into training and validation (got {n})")
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def split_rows(sources: np.ndarray, validation_split: float, seed: int,
+               test_source: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(train, val, test)`` row indices: the rows of ``test_source`` (a whole icon set, never
+    trained on nor used to stop training) are the test set; the rest split as :func:`split_indices`."""
+    sources = np.asarray(sources, dtype=object)
+    test = np.zeros(0, np.int64)
+    rest = np.arange(len(sources))
+    if test_source is not None:
+        test = np.flatnonzero(sources == test_source)
+        if test.size == 0:
+            known = sorted({s for s in sources if s}) or ["none: the manifest has no 'source' column"]
+            raise DataError(f"test source {test_source!r} has no rows (sources: {', '.join(known)})")
+        rest = np.flatnonzero(sources != test_source)
+    train, val = split_indices(len(rest), validation_split, seed)
+    return rest[train], rest[val], test

@@ -1,9 +1,11 @@
 """The model's inputs for a manifest: frozen-backbone features, extracted in batches once per
-image and cached on disk, or the preprocessed images themselves when the backbone trains.
+image and cached on disk, or the preprocessed images themselves when the backbone trains; and
+the image statistics (:mod:`ssimjax.stats`) when the model takes them, cached the same way.
 
-A cached entry is keyed by the image file's content (sha256), the backbone's weights (sha256 of
-every array, in path order) and :data:`ssimjax.data.PREPROCESS_VERSION`, so a changed image,
-backbone or preprocessing never reuses a stale entry.
+A cached feature is keyed by the image file's content (sha256), the backbone's weights (sha256 of
+every array, in path order) and :data:`ssimjax.data.PREPROCESS_VERSION`; cached statistics by the
+image's sha256 and :data:`ssimjax.stats.STATS_VERSION`: a changed image, backbone, preprocessing
+or statistic never reuses a stale entry.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from tqdm.auto import tqdm
 
 from .batching import apply_in_batches
 from .data import (
-    ImageError, PREPROCESS_VERSION, Problem, decode_224, file_sha256, raise_for_problems, read_file, read_manifest,
+    ImageError, PREPROCESS_VERSION, Problem, file_sha256, open_image, raise_for_problems, read_file, read_manifest,
+    resize_224,
 )
 from .models import split_backbone
+from .stats import STATS_VERSION, image_statistics
 from .steps import Trainer, jit_extract_features
 
 log = logging.getLogger("ssimjax")
@@ -47,11 +51,11 @@ def weights_hash(tree) -> str:
     return h.hexdigest()
 
 
-class FeatureCache:
-    """One ``.npy`` per image under ``root/features/<weights>-<preprocessing>/``."""
+class ArrayCache:
+    """One ``.npy`` per image (by its sha256) under a folder."""
 
-    def __init__(self, root: str | Path, backbone_hash: str):
-        self.dir = Path(root) / "features" / f"{backbone_hash[:20]}-{PREPROCESS_VERSION}"
+    def __init__(self, folder: str | Path):
+        self.dir = Path(folder)
 
     def _path(self, image_sha: str) -> Path:
         return self.dir / image_sha[:2] / f"{image_sha}.npy"
@@ -69,6 +73,17 @@ class FeatureCache:
         with os.fdopen(fd, "wb") as f:
             np.save(f, np.asarray(features, np.float32))
         os.replace(tmp, path)  # atomic: readers never see half a file
+
+
+def feature_cache(root: str | Path, weights_sha: str, pooled_stages: str = "last") -> ArrayCache:
+    """Backbone features under ``root/features/<weights>-<preprocessing>[-all-stages]/``."""
+    suffix = "" if pooled_stages == "last" else f"-{pooled_stages}-stages"
+    return ArrayCache(Path(root) / "features" / f"{weights_sha[:20]}-{PREPROCESS_VERSION}{suffix}")
+
+
+def stats_cache(root: str | Path) -> ArrayCache:
+    """Image statistics under ``root/stats/<statistics version>/``."""
+    return ArrayCache(Path(root) / "stats" / STATS_VERSION)
 
 
 def backbone_hash(variables: dict) -> str:
@@ -93,34 +108,61 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
 
     Frozen backbone: cached features (extracted for the images not yet in the cache), keyed by
     ``weights_sha`` (the backbone's :func:`backbone_hash`, computed when not given). Otherwise: the
-    preprocessed uint8 images. Returns ``(inputs, facts about the data for config.json, timings)``.
+    preprocessed uint8 images. Plus ``stats`` when the model takes image statistics, ``ssim`` and
+    ``source`` (the manifest's column, '' where it has none). Returns
+    ``(inputs, facts about the data for config.json, timings)``.
     """
     t0 = time.perf_counter()
     manifest, rows, problems = read_manifest(data)
     total_rows = len(rows) + len(problems)
     frozen = trainer.freeze_backbone
-    cache = FeatureCache(cache_dir, weights_sha or backbone_hash(variables)) if frozen else None
+    # A frozen backbone whose features the MLP does not see is never run.
+    extract = frozen and trainer.model.backbone_features
+    use_stats = trainer.model.num_stats > 0
+    cache = feature_cache(cache_dir, weights_sha or backbone_hash(variables), trainer.model.pooled_stages) \
+        if extract else None
+    scache = stats_cache(cache_dir) if use_stats else None
 
-    kept, feats, images, todo = [], {}, {}, []
+    kept, feats, images, stats, todo = [], {}, {}, {}, []
+    stats_s, stats_computed = 0.0, 0
     for row in tqdm(rows, desc="reading images", unit="img", leave=False, disable=None):
         try:
             raw, sha = read_file(row.image)
-            cached = cache.get(sha) if cache is not None else None
-            if cached is not None:
-                feats[sha] = cached
-            elif sha not in images:
-                images[sha] = decode_224(raw)
-                if frozen:
-                    todo.append(sha)
+            if extract and sha not in feats and sha not in images:
+                cached = cache.get(sha)
+                if cached is not None:
+                    feats[sha] = cached
+            need_image = sha not in images and (not frozen or (extract and sha not in feats))
+            need_stats = use_stats and sha not in stats
+            if need_stats:
+                cached = scache.get(sha)
+                if cached is not None:
+                    stats[sha], need_stats = cached, False
+            if need_image or need_stats:
+                img = open_image(raw)
+                if need_image:
+                    images[sha] = resize_224(img)
+                    if extract:
+                        todo.append(sha)
+                if need_stats:
+                    t = time.perf_counter()
+                    stats[sha] = image_statistics(img)
+                    scache.put(sha, stats[sha])
+                    stats_s += time.perf_counter() - t
+                    stats_computed += 1
         except ImageError as e:
             problems.append(Problem(row.where, str(row.image), str(e)))
             continue
         kept.append((row, sha))
     raise_for_problems(manifest, problems, len(kept), skip_invalid, log=log.warning)
-    timings = {"data_s": time.perf_counter() - t0}
+    timings = {"data_s": time.perf_counter() - t0, "stats_s": stats_s}
+    if use_stats:
+        log.info(f"image statistics: {stats_computed} computed, {len(stats) - stats_computed} from the cache")
 
     t1 = time.perf_counter()
-    if frozen:
+    if frozen and not extract:
+        inputs = {"features": np.zeros((len(kept), 0), np.float32)}
+    elif frozen:
         if todo:
             log.info(f"computing backbone features for {len(todo)} images ({len(feats)} cached)")
             computed = extract_features(trainer, variables, np.stack([images[s] for s in todo]))
@@ -133,10 +175,14 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
     else:
         inputs = {"image": np.stack([images[sha] for _, sha in kept])}
     timings.update(features_s=time.perf_counter() - t1, features_computed=len(todo))
+    if use_stats:
+        inputs["stats"] = np.stack([stats[sha] for _, sha in kept]).astype(np.float32)
     inputs["ssim"] = np.asarray([row.ssim for row, _ in kept], np.float32)
+    inputs["source"] = np.asarray([row.source or "" for row, _ in kept], dtype=object)
     facts = dict(
         manifest=str(manifest.resolve()), manifest_sha256=file_sha256(manifest), rows=total_rows,
         valid_rows=len(kept), skipped_rows=len(problems), preprocessing=PREPROCESS_VERSION,
         feature_cache=str(cache.dir) if cache is not None else None,
+        image_stats=STATS_VERSION if use_stats else None,
     )
-    return inputs, facts, timings
+    return inputs, facts, {k: v for k, v in timings.items() if use_stats or k != "stats_s"}

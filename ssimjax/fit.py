@@ -120,7 +120,10 @@ def _rows(data: dict) -> int:
 
 
 def _model_inputs(data: dict) -> dict:
-    return {"features": data["features"]} if "features" in data else {"image": data["image"]}
+    inputs = {"features": data["features"]} if "features" in data else {"image": data["image"]}
+    if "stats" in data:
+        inputs["stats"] = data["stats"]
+    return inputs
 
 
 def predict(trainer: Trainer, state: TrainState, data: dict, batch_size: int) -> np.ndarray:
@@ -132,7 +135,8 @@ def _train_one_epoch(trainer, state, data, epoch, config):
     """Returns (state, per-row train loss sum, mae sum, predictions, targets) for one epoch."""
     n = _rows(data)
     if "features" in data:
-        state, m = trainer.train_epoch(state, data["features"], data["ssim"], epoch, batch_size=config.batch_size)
+        state, m = trainer.train_epoch(state, data["features"], data["ssim"], epoch, batch_size=config.batch_size,
+                                       stats=data.get("stats"))
         m = jax.device_get(m)
     else:
         idx, mask = map(np.asarray, epoch_batches(state.rng, epoch, n, config.batch_size))
@@ -140,6 +144,8 @@ def _train_one_epoch(trainer, state, data, epoch, config):
         inner = tqdm(total=len(idx), desc=f"Epoch {epoch + 1}/{config.epochs}", leave=False, disable=None)
         for bidx, bmask in zip(idx, mask):
             batch = {"image": data["image"][bidx], "ssim": data["ssim"][bidx], "mask": bmask}
+            if "stats" in data:
+                batch["stats"] = data["stats"][bidx]
             state, bm = trainer.train_step(state, batch)
             bm = jax.device_get(bm)
             per.append(dict(bm, target=batch["ssim"], mask=bmask))
@@ -172,8 +178,9 @@ def fit(
 ) -> FitResult:
     """Trains ``state`` on ``train`` and validates on ``val`` each epoch.
 
-    ``train``/``val`` hold ``ssim`` (N,) and either ``features`` (N, D) (frozen backbone, cached
-    features) or ``image`` (N, 224, 224, 3) uint8. With ``checkpoints`` every epoch is saved;
+    ``train``/``val`` hold ``ssim`` (N,), either ``features`` (N, D) (frozen backbone, cached
+    features) or ``image`` (N, 224, 224, 3) uint8, and ``stats`` (N, S) when the model takes
+    image statistics. With ``checkpoints`` every epoch is saved;
     ``progress`` (from :meth:`FitProgress.from_checkpoints`) continues a run where it stopped,
     reproducing the history an uninterrupted run would have written.
     """

@@ -39,3 +39,25 @@ def regression_metrics(pred, target) -> dict:
         "accuracy_5pct": float(np.mean(err < 0.05)),
         "accuracy_10pct": float(np.mean(err < 0.10)),
     }
+
+
+def quality_metrics(pred, target) -> dict:
+    """What ranks a quality predictor: SRCC (Spearman), PLCC (Pearson), KRCC (Kendall tau-b), MAE,
+    RMSE and the row count. Correlations are 0.0 where undefined (fewer than two rows, or constant)."""
+    from scipy.stats import kendalltau, spearmanr
+
+    pred = np.asarray(pred, np.float64).ravel()
+    target = np.asarray(target, np.float64).ravel()
+
+    def defined(value) -> float:
+        return float(value) if np.isfinite(value) else 0.0
+
+    constant = pred.size < 2 or np.ptp(pred) == 0 or np.ptp(target) == 0
+    return {
+        "srcc": 0.0 if constant else defined(spearmanr(pred, target)[0]),
+        "plcc": correlation(pred, target),
+        "krcc": 0.0 if constant else defined(kendalltau(pred, target)[0]),
+        "mae": float(np.abs(pred - target).mean()) if pred.size else 0.0,
+        "rmse": float(np.sqrt(np.square(pred - target).mean())) if pred.size else 0.0,
+        "count": int(pred.size),
+    }

@@ -15,6 +15,7 @@ import flax.linen as nn
 import numpy as np
 
 from .layers import BatchNorm
+from .stats import STAT_NAMES, STATS_CLIP
 
 # The two top-level subtrees of the model's variables: the ResNet backbone and the MLP predictor.
 # Every other module (checkpoints, optimiser groups, features, the bridge) asks these names here.
@@ -52,9 +53,11 @@ RESNET_STAGES = {
 }
 
 
-def backbone_feature_dim(name: str) -> int:
-    """Width of the pooled features of the named backbone (2048 for ResNet-50)."""
-    return RESNET_STAGES[name]["width"] * 8 * Bottleneck.expansion
+def backbone_feature_dim(name: str, pooled_stages: str = "last") -> int:
+    """Width of the pooled features of the named backbone (2048 for ResNet-50; 3840 with every
+    stage pooled)."""
+    last = RESNET_STAGES[name]["width"] * 8 * Bottleneck.expansion
+    return last if pooled_stages == "last" else last * 15 // 8
 
 
 def conv(features, kernel, stride=1, padding=0, name=None):
@@ -94,10 +97,15 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """torchvision's ResNet without ``fc``: stem, four bottleneck stages, global average pool."""
+    """torchvision's ResNet without ``fc``: stem, four bottleneck stages, global average pool.
+
+    ``pooled_stages='all'`` returns every stage's output average-pooled and concatenated
+    (layer1..layer4: 256 + 512 + 1024 + 2048 for ResNet-50) instead of the last stage's only.
+    """
 
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
     width: int = 64
+    pooled_stages: str = "last"
 
     @nn.compact
     def __call__(self, x, train: bool = False, mask=None):
@@ -108,6 +116,7 @@ class ResNet(nn.Module):
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         # Stage outputs for layer-by-layer parity checks; free unless 'intermediates' is mutable.
         self.sow("intermediates", "stem", x)
+        pooled = []
         for i, blocks in enumerate(self.stage_sizes):
             planes = self.width * 2**i
             for j in range(blocks):
@@ -120,20 +129,44 @@ class ResNet(nn.Module):
                     name=f"layer{i + 1}_{j}",
                 )(x, mask=mask)
             self.sow("intermediates", f"layer{i + 1}", x)
-        return jnp.mean(x, axis=(1, 2))
+            pooled.append(jnp.mean(x, axis=(1, 2)))
+        return pooled[-1] if self.pooled_stages == "last" else jnp.concatenate(pooled, axis=-1)
+
+
+class InputNorm(nn.Module):
+    """Standardises image statistics with a mean and std stored in the model ('batch_stats'
+    collection, never trained: set from the training rows before training), then clips."""
+
+    size: int
+
+    @nn.compact
+    def __call__(self, stats):
+        mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((self.size,), jnp.float32))
+        std = self.variable("batch_stats", "std", lambda: jnp.ones((self.size,), jnp.float32))
+        return jnp.clip((stats - mean.value) / std.value, -STATS_CLIP, STATS_CLIP)
 
 
 class Predictor(nn.Module):
-    """The plan's MLP: per hidden size Dense, BatchNorm (optional), ReLU, Dropout; Dense to 1; sigmoid."""
+    """The plan's MLP: per hidden size Dense, BatchNorm (optional), ReLU, Dropout; Dense to 1; sigmoid.
+
+    With ``num_stats``, the standardised image statistics (:mod:`ssimjax.stats`) are appended to
+    the backbone features as the MLP's input; without ``use_features`` they are its only input.
+    """
 
     hidden_dims: Sequence[int] = (1024, 512, 256, 128)
     dropout_rate: float = 0.3
     use_batch_norm: bool = True
     head_init: str = "lecun_normal"
+    num_stats: int = 0
+    use_features: bool = True
 
     @nn.compact
-    def __call__(self, features, train: bool = False, mask=None):
-        x = features
+    def __call__(self, features, stats=None, train: bool = False, mask=None):
+        x = features if self.use_features else features[:, :0]
+        if self.num_stats:
+            if stats is None:
+                raise ValueError(f"this model needs {self.num_stats} image statistics per row beside the features")
+            x = jnp.concatenate([x, InputNorm(self.num_stats, name="input_norm")(stats).astype(x.dtype)], axis=-1)
         for i, h in enumerate(self.hidden_dims):
             x = nn.Dense(h, kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros, name=f"dense_{i}")(x)
             if self.use_batch_norm:
@@ -153,25 +186,31 @@ class QualityModel(nn.Module):
     use_batch_norm: bool = True
     # How the output Dense (before the sigmoid) is initialised: see kernel_std.
     head_init: str = "lecun_normal"
+    # Image statistics appended to the features (0: the plan's model, backbone features only).
+    num_stats: int = 0
+    pooled_stages: str = "last"
+    # Whether the MLP sees the backbone's features (the plan: yes).
+    backbone_features: bool = True
 
     def setup(self):
         # Attribute names are BACKBONE and PREDICTOR.
-        self.feature_extractor = ResNet(**RESNET_STAGES[self.backbone])
-        self.predictor = Predictor(self.hidden_dims, self.dropout_rate, self.use_batch_norm, self.head_init)
+        self.feature_extractor = ResNet(**RESNET_STAGES[self.backbone], pooled_stages=self.pooled_stages)
+        self.predictor = Predictor(self.hidden_dims, self.dropout_rate, self.use_batch_norm, self.head_init,
+                                   self.num_stats, self.backbone_features)
 
-    def __call__(self, images, train: bool = False, train_backbone: bool | None = None, mask=None):
+    def __call__(self, images, stats=None, train: bool = False, train_backbone: bool | None = None, mask=None):
         """``train`` drives the predictor; the backbone trains only when ``train_backbone``."""
         train_backbone = train if train_backbone is None else train_backbone
         features = self.feature_extractor(images, train=train_backbone, mask=mask)
-        return self.predictor(features, train=train, mask=mask), features
+        return self.predictor(features, stats, train=train, mask=mask), features
 
     def extract_features(self, images):
         """The backbone alone, in inference mode."""
         return self.feature_extractor(images, train=False)
 
-    def predict_from_features(self, features, train: bool = False, mask=None):
-        """The predictor alone, on (B, D) backbone features."""
-        return self.predictor(features, train=train, mask=mask)
+    def predict_from_features(self, features, stats=None, train: bool = False, mask=None):
+        """The predictor alone, on (B, D) backbone features (and (B, S) image statistics)."""
+        return self.predictor(features, stats, train=train, mask=mask)
 
 
 def make_model(config: Any) -> QualityModel:
@@ -182,7 +221,15 @@ def make_model(config: Any) -> QualityModel:
         dropout_rate=config.dropout_rate,
         use_batch_norm=config.use_batch_norm,
         head_init=config.head_init,
+        num_stats=num_stats(config),
+        pooled_stages=getattr(config, "pooled_stages", "last"),
+        backbone_features=getattr(config, "backbone_features", True),
     )
+
+
+def num_stats(config: Any) -> int:
+    """How many image statistics the configured model takes (0 for the plan's model)."""
+    return len(STAT_NAMES) if getattr(config, "image_stats", False) else 0
 
 
 def init_variables(model: QualityModel, seed: int, image_size: int = 32) -> dict:
@@ -198,7 +245,8 @@ def init_variables(model: QualityModel, seed: int, image_size: int = 32) -> dict
     fraction of one.
     """
     dummy = jax.ShapeDtypeStruct((2, image_size, image_size, 3), jnp.float32)
-    shapes = jax.eval_shape(lambda x: model.init({"params": jax.random.PRNGKey(0)}, x, train=False), dummy)
+    stats = jax.ShapeDtypeStruct((2, model.num_stats), jnp.float32) if model.num_stats else None
+    shapes = jax.eval_shape(lambda x, s: model.init({"params": jax.random.PRNGKey(0)}, x, s, train=False), dummy, stats)
     rng = np.random.default_rng(seed)
 
     def fill(path, leaf):
@@ -206,7 +254,7 @@ def init_variables(model: QualityModel, seed: int, image_size: int = 32) -> dict
         if name == "kernel":
             head = model.head_init if path[-2].key == "head" else None
             return (rng.standard_normal(leaf.shape) * kernel_std(leaf.shape, head)).astype(np.float32)
-        if name in ("scale", "var"):
+        if name in ("scale", "var", "std"):
             return np.ones(leaf.shape, np.float32)
         return np.zeros(leaf.shape, np.float32)  # bias, mean
 
@@ -226,6 +274,24 @@ def split_backbone(variables: dict) -> tuple[dict, dict]:
 def merge_backbone(variables: dict, backbone: dict) -> dict:
     """``variables`` with the backbone's ``{'params', 'batch_stats'}`` put in place (a new dict)."""
     return {c: {**variables.get(c, {}), BACKBONE: backbone[c]} for c in ("params", "batch_stats")}
+
+
+def with_input_norm(variables: dict, stats: np.ndarray) -> dict:
+    """``variables`` with the image-statistics standardisation set from training rows (N, S)."""
+    stats = np.asarray(stats, np.float64)
+    norm = {"mean": jnp.asarray(stats.mean(0), jnp.float32),
+            "std": jnp.asarray(np.maximum(stats.std(0), 1e-6), jnp.float32)}
+    predictor = {**variables["batch_stats"][PREDICTOR], "input_norm": norm}
+    return {**variables, "batch_stats": {**variables["batch_stats"], PREDICTOR: predictor}}
+
+
+def with_head_bias(variables: dict, mean_target: float) -> dict:
+    """``variables`` whose output bias is logit(``mean_target``): the untrained model predicts the
+    training rows' mean SSIM instead of 0.5 (real logos' labels sit near 0.96)."""
+    p = float(np.clip(mean_target, 1e-3, 1 - 1e-3))
+    head = {**variables["params"][PREDICTOR]["head"], "bias": jnp.full((1,), np.log(p / (1 - p)), jnp.float32)}
+    predictor = {**variables["params"][PREDICTOR], "head": head}
+    return {**variables, "params": {**variables["params"], PREDICTOR: predictor}}
 
 
 def count_params(tree) -> int:

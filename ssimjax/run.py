@@ -18,14 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import CheckpointError, RunCheckpoints, load_backbone, save_backbone
-from .config import DEFAULT_DEMO_COUNT, TrainConfig, save_config
-from .data import split_indices
+from .config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig, save_config
+from .data import split_rows
 from .demo import demo_dataset
 from .pipeline import package_versions
 from .features import backbone_hash, build_inputs, default_cache_dir
-from .fit import FitProgress, FitResult, TrainingError, fit
-from .models import PREDICTOR, count_params, init_variables, merge_backbone
-from .start import RunError, RunPlan, plan_run
+from .fit import FitProgress, FitResult, TrainingError, fit, predict
+from .metrics import quality_metrics
+from .models import PREDICTOR, count_params, init_variables, merge_backbone, with_head_bias, with_input_norm
+from .logoset import icon_dataset
+from .start import RunError, RunPlan, is_builtin, plan_run
 from .steps import Trainer, create_train_state
 
 log = logging.getLogger("ssimjax")
@@ -65,6 +67,7 @@ def train_run(
     skip_invalid: bool = False,
     cache_dir: str | Path | None = None,
     demo_count: int = DEFAULT_DEMO_COUNT,
+    icon_count: int = DEFAULT_ICON_COUNT,
     backbone: tuple[dict, dict] | None = None,
     plan: RunPlan | None = None,
     on_epoch_end=None,
@@ -85,20 +88,29 @@ def train_run(
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     data = plan.data
-    if data is None:
+    if is_builtin(data):
         t0 = time.perf_counter()
-        data = demo_dataset(cache_dir, count=demo_count, seed=0, log=log.info)
-        timings["demo_build_s"] = time.perf_counter() - t0
+        if data == "generated":
+            data = demo_dataset(cache_dir, count=demo_count, seed=0, log=log.info)
+        else:
+            data = icon_dataset(cache_dir, count=icon_count, seed=0, log=log.info)
+        timings["data_build_s"] = time.perf_counter() - t0
 
     trainer = Trainer.from_config(config)
     state = _initial_state(plan)
     weights_sha = backbone_hash(state.variables)
     inputs, facts, input_timings = build_inputs(trainer, state.variables, data, cache_dir, skip_invalid, weights_sha)
     timings.update(input_timings)
-    train_idx, val_idx = split_indices(len(inputs["ssim"]), config.validation_split, config.seed)
-    train = {k: v[train_idx] for k, v in inputs.items()}
-    val = {k: v[val_idx] for k, v in inputs.items()}
-    facts.update(train_rows=len(train_idx), val_rows=len(val_idx))
+    sources = inputs.pop("source")
+    train_idx, val_idx, test_idx = split_rows(sources, config.validation_split, config.seed, config.test_source)
+    train, val, test = ({k: v[idx] for k, v in inputs.items()} for idx in (train_idx, val_idx, test_idx))
+    names, counts = np.unique(sources.astype(str), return_counts=True)
+    facts.update(train_rows=len(train_idx), val_rows=len(val_idx), test_rows=len(test_idx),
+                 sources={n: int(c) for n, c in zip(names, counts) if n})
+    if "stats" in train and not plan.resume:
+        # The statistics are standardised with the training rows'; the head starts at their mean SSIM.
+        v = with_head_bias(with_input_norm(state.variables, train["stats"]), float(train["ssim"].mean()))
+        state = create_train_state(config, v)
 
     if plan.resume and plan.saved_facts.get("data", {}).get("manifest_sha256") != facts["manifest_sha256"]:
         raise RunError(f"{out}: --resume needs the same data the run started with "
@@ -138,10 +150,17 @@ def train_run(
     timings["training_s"] = time.perf_counter() - t0
     epoch_times = result.history["epoch_time"]
     timings["median_epoch_s"] = float(np.median(epoch_times)) if epoch_times else None
+    val_quality = quality_metrics(predict(trainer, result.state, val, config.eval_batch_size), val["ssim"])
+    test_metrics = None
+    if len(test_idx):
+        test_metrics = quality_metrics(predict(trainer, result.state, test, config.eval_batch_size), test["ssim"])
+        log.info(f"held-out source {config.test_source!r} ({len(test_idx)} images, never trained on): "
+                 f"SRCC {test_metrics['srcc']:.4f}, PLCC {test_metrics['plcc']:.4f}, MAE {test_metrics['mae']:.4f}")
     _json_dump(out / "history.json", result.history)
     _json_dump(out / "summary.json", dict(
         best_epoch=result.best_epoch + 1, epochs_completed=result.epochs_completed,
-        stopped_early=result.stopped_early, best_val_metrics=result.best_val_metrics, timings=timings,
+        stopped_early=result.stopped_early, best_val_metrics=result.best_val_metrics, val_quality=val_quality,
+        test_source=config.test_source, test_metrics=test_metrics, timings=timings,
     ))
     log.info("timings: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in timings.items()))
     return result, out

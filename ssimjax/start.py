@@ -8,7 +8,7 @@ import datetime
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigError, TrainConfig, load_config
+from .config import BUILTIN_DATA, DEFAULT_TEST_SOURCE, ConfigError, TrainConfig, load_config
 
 # What a resumed run may change: only how long it goes on.
 RESUMABLE_FIELDS = ("epochs",)
@@ -23,9 +23,14 @@ class RunPlan:
     config: TrainConfig
     out: Path
     resume: bool
-    data: str | Path | None  # None: the built-in demo set
+    data: str | Path  # a manifest or folder, or a built-in set's name ('icons', 'generated')
     backbone: tuple[dict, dict] | None = None  # (variables, facts) of pretrained backbone weights
     saved_facts: dict = dataclasses.field(default_factory=dict)  # a resumed run's config.json facts
+
+
+def is_builtin(data) -> bool:
+    """Whether ``data`` names a built-in set (and no file or folder of that name is there)."""
+    return isinstance(data, str) and data in BUILTIN_DATA and not Path(data).exists()
 
 
 def new_run_dir(root: str | Path = "runs") -> Path:
@@ -59,7 +64,9 @@ def plan_run(
     ``config`` is a :class:`TrainConfig` or the fields given (e.g. on the command line). A fresh
     run needs a folder that holds no run; a resumed one continues the run in ``out`` as it was
     configured (only ``epochs`` may change; other given fields must match), on its own data by
-    default and with its own backbone. ``load_backbone(config)`` returns pretrained backbone
+    default and with its own backbone. Without ``data`` a fresh run trains on the built-in real-logo
+    set and holds out :data:`DEFAULT_TEST_SOURCE` unless told otherwise. The MLP sees the backbone's
+    features when pretrained weights are loaded or the backbone trains, unless told otherwise. ``load_backbone(config)`` returns pretrained backbone
     ``(variables, facts)``, for fresh ResNet-50 runs only. ``flag_name`` turns a field name into
     the name the caller's user knows (``--learning-rate``) for messages.
     """
@@ -86,6 +93,13 @@ def plan_run(
 
     if any((out / name).exists() for name in ("checkpoints", "backbone", "config.json")):
         raise RunError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    if data is None:
+        data = "icons"
+    if data == "icons" and is_builtin(data) and "test_source" not in given:
+        given["test_source"] = DEFAULT_TEST_SOURCE  # a default run scores an icon set it never saw
+    if "backbone_features" not in given and (load_backbone is not None or given.get("freeze_backbone") is False):
+        # Pretrained features carry what a random backbone's do not; a trained backbone must be seen.
+        given["backbone_features"] = True
     config = TrainConfig(**given)
     backbone = None
     if load_backbone is not None:

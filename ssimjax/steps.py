@@ -93,8 +93,8 @@ class Trainer:
     def eval_step(self, state, batch):
         return jit_eval_step(state, batch, trainer=self)
 
-    def train_epoch(self, state, features, targets, epoch, batch_size: int):
-        return train_epoch(state, features, targets, epoch, trainer=self, batch_size=batch_size)
+    def train_epoch(self, state, features, targets, epoch, batch_size: int, stats=None):
+        return train_epoch(state, features, targets, epoch, trainer=self, batch_size=batch_size, stats=stats)
 
 
 def create_train_state(config: TrainConfig, variables: dict | None = None) -> TrainState:
@@ -142,14 +142,14 @@ def train_step(state: TrainState, batch, *, trainer: Trainer) -> tuple[TrainStat
         rngs = {"dropout": dropout_key}
         if backbone_trains:
             (pred, _), updates = model.apply(
-                variables, normalize_images(batch["image"]), train=True, mask=mask, rngs=rngs,
+                variables, normalize_images(batch["image"]), batch.get("stats"), train=True, mask=mask, rngs=rngs,
                 mutable=["batch_stats"],
             )
             new_stats = updates["batch_stats"]
         else:
             feats = _features_for_training(state, batch, trainer)
             pred, updates = model.apply(
-                variables, feats, train=True, mask=mask, rngs=rngs, mutable=["batch_stats"],
+                variables, feats, batch.get("stats"), train=True, mask=mask, rngs=rngs, mutable=["batch_stats"],
                 method=QualityModel.predict_from_features,
             )
             new_stats = {**state.batch_stats, **updates.get("batch_stats", {})}
@@ -167,9 +167,10 @@ def eval_step(state: TrainState, batch, *, trainer: Trainer) -> jax.Array:
     """Predicted SSIM (B,) in inference mode (running BatchNorm statistics, no dropout)."""
     model = trainer.model
     if "features" in batch:
-        pred = model.apply(state.variables, batch["features"], method=QualityModel.predict_from_features)
+        pred = model.apply(state.variables, batch["features"], batch.get("stats"),
+                           method=QualityModel.predict_from_features)
     else:
-        pred, _ = model.apply(state.variables, normalize_images(batch["image"]), train=False)
+        pred, _ = model.apply(state.variables, normalize_images(batch["image"]), batch.get("stats"), train=False)
     return pred[:, 0]
 
 
@@ -194,8 +195,9 @@ def epoch_batches(rng: jax.Array, epoch, n: int, batch_size: int) -> tuple[jax.A
 
 @functools.partial(jax.jit, static_argnames=("trainer", "batch_size"))
 def train_epoch(state: TrainState, features: jax.Array, targets: jax.Array, epoch, *, trainer: Trainer,
-                batch_size: int):
-    """A whole epoch over cached features as one compiled ``lax.scan`` of :func:`train_step`.
+                batch_size: int, stats: jax.Array | None = None):
+    """A whole epoch over cached features (and image statistics, when the model takes them) as one
+    compiled ``lax.scan`` of :func:`train_step`.
 
     Returns the new state and per-batch ``loss`` (nb,), ``mae`` (nb,), ``pred``, ``target`` and
     ``mask`` (nb, batch_size).
@@ -205,6 +207,8 @@ def train_epoch(state: TrainState, features: jax.Array, targets: jax.Array, epoc
     def body(state, xs):
         bidx, bmask = xs
         batch = {"features": features[bidx], "ssim": targets[bidx], "mask": bmask}
+        if stats is not None:
+            batch["stats"] = stats[bidx]
         state, metrics = train_step(state, batch, trainer=trainer)
         return state, dict(metrics, target=batch["ssim"], mask=bmask)
 

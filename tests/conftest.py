@@ -35,4 +35,4 @@ def small_dataset(tmp_path_factory):
 def tiny_config():
     from ssimjax.config import TrainConfig
 
-    return TrainConfig(backbone="tiny", hidden_dims=(32, 16), batch_size=8, epochs=4, scheduler="constant")
+    return TrainConfig.plan_model(backbone="tiny", hidden_dims=(32, 16), batch_size=8, epochs=4, scheduler="constant")

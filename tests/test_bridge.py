@@ -67,7 +67,7 @@ def test_state_dict_has_the_documented_keys_and_round_trips_bit_exactly(resnet50
 
 
 def test_variants_without_batch_norm_and_other_widths_convert():
-    config = TrainConfig(hidden_dims=(64, 32, 16), use_batch_norm=False, dropout_rate=0.1)
+    config = TrainConfig.plan_model(hidden_dims=(64, 32, 16), use_batch_norm=False, dropout_rate=0.1)
     v = init_variables(make_model(config), 1)
     sd = flax_to_torch(v)
     model = QualityPredictionModel({"hidden_dims": [64, 32, 16], "use_batch_norm": False, "dropout_rate": 0.1})
@@ -213,7 +213,7 @@ def test_training_algorithm_is_the_plans_pytorch_trainer(freeze, steps):
     between XLA and PyTorch (measured: loss differences ~1e-2 within 50 steps in float32, from
     4e-7 at step 1). float64 shrinks that noise below Adam's eps and leaves only the algorithm.
     """
-    config = TrainConfig(dropout_rate=0.0, freeze_backbone=freeze, loss="mse")
+    config = TrainConfig.plan_model(dropout_rate=0.0, freeze_backbone=freeze, loss="mse")
     with jax.enable_x64():
         ours, theirs, ours_sd, theirs_sd = run_both(config, steps, batch=32, size=32, dtype=torch.float64)
     loss_diff = float(np.abs(ours - theirs).max())
@@ -232,7 +232,7 @@ def test_training_algorithm_is_the_plans_pytorch_trainer(freeze, steps):
 
 
 def test_first_training_step_matches_in_float32():
-    config = TrainConfig(dropout_rate=0.0, loss="mse")
+    config = TrainConfig.plan_model(dropout_rate=0.0, loss="mse")
     ours, theirs, _, _ = run_both(config, 1, batch=32, size=64, dtype=torch.float32)
     assert abs(ours[0] - theirs[0]) < 1e-5
 

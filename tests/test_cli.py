@@ -44,8 +44,12 @@ def test_train_then_predict(tmp_path, small_dataset):
     assert r.returncode == 0 and r.stdout.startswith(f"{images[0]}\t")
     assert float(r.stdout.split("\t")[1]) == pytest.approx(preds[str(images[0])], abs=1e-4)
 
-    # A second run on the same data reuses the cached features.
+    # A second run on the same data reuses the cached image statistics (and, for the plan's model,
+    # the cached backbone features).
     r = run("train.py", "--data", small_dataset, "--out", tmp_path / "again", "--epochs", "1", *TINY)
+    assert r.returncode == 0 and "image statistics: 0 computed, 24 from the cache" in r.stderr
+    r = run("train.py", "--data", small_dataset, "--out", tmp_path / "plan1", "--epochs", "1", "--plan-model", *TINY)
+    r = run("train.py", "--data", small_dataset, "--out", tmp_path / "plan2", "--epochs", "1", "--plan-model", *TINY)
     assert r.returncode == 0 and "all 24 backbone features found in the cache" in r.stderr
 
     # Resume with a different learning rate is refused; with more epochs it continues.
@@ -99,7 +103,7 @@ def test_predict_errors_are_one_line(tmp_path):
 
 
 def test_make_dataset_script(tmp_path):
-    r = run("make_dataset.py", "--out", tmp_path / "d", "--count", "6", "--seed", "1")
+    r = run("make_dataset.py", "--out", tmp_path / "d", "--source", "generated", "--count", "6", "--seed", "1")
     assert r.returncode == 0, r.stderr
     lines = (tmp_path / "d" / "labels.csv").read_text().splitlines()
     assert lines[0] == "image,ssim,kind" and len(lines) == 7

@@ -62,7 +62,7 @@ def pretrained_run(tmp_path_factory, small_dataset):
     state_dict = save_random_resnet50(weights)
     out = tmp / "run"
     r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "2", "--batch-size", "8",
-            "--backbone-weights", weights)
+            "--backbone-weights", weights, "--plan-model")
     assert r.returncode == 0, r.stderr
     return out, weights, state_dict
 
@@ -178,3 +178,58 @@ def test_bad_backbone_weights_and_tiny_export_are_clear_errors(small_dataset, tm
     assert r.returncode == 0 and not (out / "model.pth").exists()
     r = run("export_torch.py", "--checkpoint", out, "--out", tmp_path / "t.pth")
     assert r.returncode == 1 and "the PyTorch model is ResNet-50" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def stats_run(tmp_path_factory, small_dataset):
+    """The default model (backbone features + image statistics), exported."""
+    out = tmp_path_factory.mktemp("stats") / "run"
+    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "2", "--batch-size", "8")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def images_of_many_sizes(small_dataset, tmp_path):
+    rng = np.random.default_rng(1)
+    paths = sorted((small_dataset / "images").glob("*.png"))[:4]
+    for i, (w, h) in enumerate([(48, 48), (512, 96), (224, 224), (333, 517), (1024, 700)]):
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) if i % 2 else \
+            Image.new("RGBA", (w, h), (255, 0, 0, 0))
+        if i % 2 == 0:
+            from PIL import ImageDraw
+            ImageDraw.Draw(img).ellipse((w // 5, h // 5, w // 2, h // 2), fill=(20, 90, 200, 255))
+        path = tmp_path / f"size{i}.{'jpg' if i == 3 else 'png'}"
+        img.convert("RGB").save(path) if i == 3 else img.save(path)
+        paths.append(path)
+    return paths
+
+
+def test_model_with_image_statistics_predicts_in_torch_what_predict_py_predicts(stats_run, small_dataset, tmp_path):
+    checkpoint = torch.load(stats_run / "model.pth", map_location="cpu", weights_only=True)
+    assert checkpoint["config"]["image_stats"]["version"].startswith("stats-")
+    assert "predictor.input_norm.mean" in checkpoint["model_state_dict"]
+    paths = images_of_many_sizes(small_dataset, tmp_path)
+    r = run("predict.py", "--checkpoint", stats_run, "--json", *paths)
+    assert r.returncode == 0, r.stderr
+    ours = np.asarray([json.loads(r.stdout)[str(p)] for p in paths])
+
+    from bridge import QualityPredictionModel
+
+    model = QualityPredictionModel.load_checkpoint(stats_run / "model.pth")
+    from_paths = model.predict_ssim([str(p) for p in paths])[:, 0].numpy()
+    from_pil = model.predict_ssim([Image.open(p) for p in paths])[:, 0].numpy()
+    one = float(model.predict_ssim(paths[5])[0, 0])
+    diff = np.abs(from_paths - ours).max()
+    print(f"predict.py vs model.pth (with image statistics) on {len(paths)} images of 48..1024 px: max diff {diff:.1e}")
+    assert diff < 1e-4 and np.abs(from_pil - ours).max() < 1e-4 and abs(one - ours[5]) < 1e-4
+    with pytest.raises(ValueError, match="nowhere.png"):
+        model.predict_ssim([str(tmp_path / "nowhere.png")])
+    # A bare forward without the statistics is refused in words, not with a shape error.
+    with pytest.raises(ValueError, match="image statistics"):
+        model(torch.zeros(1, 3, 224, 224))
+    # A preprocessed tensor works too; its statistics then describe the 224x224 resize.
+    from torchvision import transforms
+    t = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
+                            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    out = model.predict_ssim(torch.stack([t(Image.open(p).convert("RGB")) for p in paths[:2]]))
+    assert out.shape == (2, 1) and bool(((out > 0) & (out < 1)).all())

@@ -59,7 +59,7 @@ def test_adam_l2_and_clipping_match_torch(freeze):
     w_bb, w_pr = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(3,)).astype(np.float32)
     x = rng.normal(size=(16, 4)).astype(np.float32) * 3
     y = rng.normal(size=(16,)).astype(np.float32)
-    config = TrainConfig(weight_decay=1e-2, learning_rate=1e-2, freeze_backbone=freeze)
+    config = TrainConfig.plan_model(weight_decay=1e-2, learning_rate=1e-2, freeze_backbone=freeze)
 
     def loss(params):
         w = params["feature_extractor"]["w"]

@@ -88,7 +88,7 @@ def test_frozen_backbone_never_changes_and_unfrozen_learns_slower(tiny_config):
 
 
 def test_tiny_model_learns_a_learnable_target():
-    config = TrainConfig(backbone="tiny", hidden_dims=(64, 32), dropout_rate=0.0, batch_size=16, scheduler="constant")
+    config = TrainConfig.plan_model(backbone="tiny", hidden_dims=(64, 32), dropout_rate=0.0, batch_size=16, scheduler="constant")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, D)).astype(np.float32)
     w = rng.normal(size=D)
@@ -117,7 +117,7 @@ def test_epoch_batches_are_a_seeded_permutation_with_masked_padding():
 def test_states_from_one_config_share_one_compilation_of_each_step():
     from ssimjax.steps import jit_eval_step
 
-    config = TrainConfig(backbone="tiny", hidden_dims=(24, 12), batch_size=8, seed=11)
+    config = TrainConfig.plan_model(backbone="tiny", hidden_dims=(24, 12), batch_size=8, seed=11)
     rng = np.random.default_rng(5)
     x, y = jnp.asarray(rng.normal(size=(40, D)), jnp.float32), jnp.asarray(rng.uniform(size=40), jnp.float32)
     evals, epochs = jit_eval_step._cache_size(), train_epoch._cache_size()
@@ -140,7 +140,7 @@ def test_uint8_images_are_normalised_on_the_device_bit_for_bit():
     images[0, 0, :4] = [[0, 0, 0], [255, 255, 255], [1, 128, 254], [17, 99, 201]]
     on_device = np.asarray(jax.jit(normalize_images)(jnp.asarray(images)))
     assert on_device.dtype == np.float32 and np.array_equal(on_device, normalize(images))
-    config = TrainConfig(backbone="tiny", hidden_dims=(16,))
+    config = TrainConfig.plan_model(backbone="tiny", hidden_dims=(16,))
     state, trainer = create_train_state(config), Trainer.from_config(config)
     a = jit_extract_features(state.variables, jnp.asarray(images), trainer=trainer)
     b = jit_extract_features(state.variables, jnp.asarray(normalize(images)), trainer=trainer)

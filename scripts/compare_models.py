@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Compare predictor designs on icon sets they never trained on:
+
+    python scripts/compare_models.py [--icon-count 2500] [--json results.json]
+
+For each source of the real-logo set in turn, trains on the other sources (80/20 train/val split,
+seeded; early stopping on val) and scores the held-out source (SRCC, PLCC, MAE):
+  (a) the plan's model: frozen ResNet-50 features -> MLP
+  (b) backbone features + image statistics (native resolution, standardised in the model) -> MLP
+  (c) as (b), with every backbone stage average-pooled instead of the last only
+  (e) ridge regression on the image statistics alone (the baseline to beat)
+  (f) image statistics alone -> MLP: ssimjax's default model
+(d), fine-tuning the backbone, is priced per image on this machine rather than run: see --finetune-cost.
+Backbone features and statistics are computed once (and cached) and shared by every candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+import _cli
+
+
+def ridge_fit_predict(x_train, y_train, x_val, y_val, x_test, alphas=np.logspace(-3, 3, 13)):
+    """Ridge on standardised inputs; the penalty chosen on the validation rows."""
+    mu, sd = x_train.mean(0), np.maximum(x_train.std(0), 1e-6)
+    z = lambda x: np.clip((x - mu) / sd, -5, 5)  # noqa: E731  (as the model standardises)
+    a, b, c = z(x_train), z(x_val), z(x_test)
+    best = None
+    for alpha in alphas:
+        w = np.linalg.solve(a.T @ a + alpha * len(a) * np.eye(a.shape[1]), a.T @ (y_train - y_train.mean()))
+        err = np.mean((b @ w + y_train.mean() - y_val) ** 2)
+        if best is None or err < best[0]:
+            best = (err, w)
+    return c @ best[1] + y_train.mean()
+
+
+def finetune_cost(batch_size: int = 16, steps: int = 3) -> float:
+    """Seconds per image of one full fine-tuning step of ResNet-50 + MLP (backbone unfrozen)."""
+    import jax.numpy as jnp
+
+    from ssimjax.config import TrainConfig
+    from ssimjax.steps import Trainer, create_train_state
+
+    config = TrainConfig(freeze_backbone=False, image_stats=False, backbone_features=True, batch_size=batch_size)
+    state, trainer = create_train_state(config), Trainer.from_config(config)
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)),
+             "ssim": jnp.asarray(rng.uniform(0.8, 1.0, batch_size), jnp.float32), "mask": jnp.ones(batch_size, bool)}
+    state, m = trainer.train_step(state, batch)  # compile
+    m["loss"].block_until_ready()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, m = trainer.train_step(state, batch)
+        m["loss"].block_until_ready()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)) / batch_size
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--icon-count", type=int, default=2500, help="size of the built-in real-logo set (default 2500)")
+    p.add_argument("--data", help="a manifest with a 'source' column instead of the built-in set")
+    p.add_argument("--cache-dir", help="default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax")
+    p.add_argument("--sources", help="comma-separated held-out sources (default: every source)")
+    p.add_argument("--candidates", default="a,b,c,e,f", help="which of a,b,c,e,f to run (default all)")
+    p.add_argument("--finetune-cost", action="store_true", help="also time a ResNet-50 fine-tuning step (d)")
+    p.add_argument("--json", metavar="FILE", help="write the results here")
+    args = p.parse_args(argv)
+    _cli.setup_logging(verbose=False)
+    from pathlib import Path
+
+    from ssimjax.config import TrainConfig
+    from ssimjax.data import split_rows
+    from ssimjax.features import build_inputs, default_cache_dir
+    from ssimjax.fit import fit, predict
+    from ssimjax.logoset import icon_dataset
+    from ssimjax.metrics import quality_metrics
+    from ssimjax.models import with_head_bias, with_input_norm
+    from ssimjax.steps import Trainer, create_train_state
+
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    t0 = time.perf_counter()
+    data = args.data or icon_dataset(cache_dir, count=args.icon_count, log=print)
+    base = TrainConfig(pooled_stages="all", backbone_features=True)
+    trainer = Trainer.from_config(base)
+    state = create_train_state(base)
+    inputs, facts, timings = build_inputs(trainer, state.variables, data, cache_dir, skip_invalid=True)
+    print(f"data ready in {time.perf_counter() - t0:.0f}s: {facts['valid_rows']} images; {timings}")
+    all_stages, stats, y = inputs["features"], inputs["stats"], inputs["ssim"]
+    sources = inputs["source"].astype(str)
+    last = all_stages[:, -2048:]  # layer4 pooled: the plan's features
+    held_out = args.sources.split(",") if args.sources else sorted(set(sources) - {""})
+    wanted = set(args.candidates.split(","))
+
+    def mlp(config, features, with_stats, tr, va, te):
+        def part(idx):
+            d = {"features": features[idx], "ssim": y[idx]}
+            if with_stats:
+                d["stats"] = stats[idx]
+            return d
+
+        state = create_train_state(config)
+        if with_stats:
+            state = create_train_state(config, with_head_bias(with_input_norm(state.variables, stats[tr]),
+                                                              float(y[tr].mean())))
+        res = fit(state, config, part(tr), part(va))
+        return predict(Trainer.from_config(config), res.state, part(te), 256)
+
+    candidates = {
+        "a": ("(a) plan: ResNet-50 features -> MLP",
+              lambda tr, va, te: mlp(TrainConfig(image_stats=False, backbone_features=True), last, False, tr, va, te)),
+        "b": ("(b) features + statistics -> MLP",
+              lambda tr, va, te: mlp(TrainConfig(backbone_features=True), last, True, tr, va, te)),
+        "c": ("(c) all-stage features + statistics -> MLP",
+              lambda tr, va, te: mlp(base, all_stages, True, tr, va, te)),
+        "e": ("(e) ridge on statistics (baseline)",
+              lambda tr, va, te: ridge_fit_predict(stats[tr], y[tr], stats[va], y[va], stats[te])),
+        "f": ("(f) statistics -> MLP (default)",
+              lambda tr, va, te: mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te)),
+    }
+    results = {}
+    for source in held_out:
+        tr, va, te = split_rows(sources, base.validation_split, base.seed, source)
+        for key in sorted(wanted & set(candidates)):
+            name, run = candidates[key]
+            t = time.perf_counter()
+            m = quality_metrics(run(tr, va, te), y[te])
+            m["seconds"] = time.perf_counter() - t
+            results.setdefault(key, {"name": name, "per_source": {}})["per_source"][source] = m
+            print(f"held out {source:18s} {name:45s} SRCC {m['srcc']:.3f} PLCC {m['plcc']:.3f} "
+                  f"MAE {m['mae']:.4f} ({m['seconds']:.0f}s)", flush=True)
+    print("\n| candidate | " + " | ".join(held_out) + " | mean | train s |")
+    print("|---|" + "---|" * (len(held_out) + 2))
+    for key, r in sorted(results.items()):
+        per = r["per_source"]
+        r["mean_srcc"] = float(np.mean([per[s]["srcc"] for s in held_out]))
+        r["mean_plcc"] = float(np.mean([per[s]["plcc"] for s in held_out]))
+        cells = [f"{per[s]['srcc']:.3f} / {per[s]['plcc']:.3f}" for s in held_out]
+        secs = np.mean([per[s]["seconds"] for s in held_out])
+        print(f"| {r['name']} | " + " | ".join(cells) + f" | {r['mean_srcc']:.3f} / {r['mean_plcc']:.3f} | {secs:.0f} |")
+    out = {"data": str(data), "rows": facts["valid_rows"], "feature_timings": timings, "candidates": results}
+    if args.finetune_cost:
+        s = finetune_cost()
+        out["finetune_s_per_image"] = s
+        print(f"(d) fine-tuning ResNet-50 + MLP on this machine: {s * 1000:.0f} ms per image per step "
+              f"(batch 16); one epoch over {len(y)} images ~ {s * len(y) / 60:.0f} min")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

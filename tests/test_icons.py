@@ -1,0 +1,222 @@
+"""Real-logo data: npm packages fetched by name and pinned version with their integrity verified and
+cached, icon sets rasterised and labelled by the real pipeline. A registry is laid out on disk by
+the test (file:// URLs); one test fetches the real default packages and skips when offline."""
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import tarfile
+import urllib.request
+
+import numpy as np
+import pytest
+
+from ssimjax.icons import Source, draw_recipe, iconify_svgs, rasterise
+from ssimjax.logoset import make_icon_dataset
+from ssimjax.npm import PackageError, cache_path, fetch_tarball, package_files
+
+SQUARE = '<path fill="#e33" d="M2 2h12v12H2z"/>'
+RING = '<circle cx="8" cy="8" r="6" fill="none" stroke="#1565c0" stroke-width="1.5"/>'
+STRIPES = '<path fill="#222" d="M0 0h16v2H0zm0 4h16v2H0zm0 4h16v2H0zm0 4h16v2H0z"/>'
+
+
+def tarball(files: dict) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def integrity(data: bytes) -> str:
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+def publish(registry, name, version, files, corrupt=None):
+    """Lays out ``name@version`` as the npm registry serves it: metadata JSON and a tarball."""
+    data = tarball(files)
+    path = registry / "tarballs" / f"{name.replace('/', '_')}-{version}.tgz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(corrupt(data) if corrupt else data)
+    meta = registry / name / version
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps({"name": name, "version": version,
+                                "dist": {"tarball": path.as_uri(), "integrity": integrity(data)}}))
+    return data
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = tmp_path / "registry"
+    icons = {"prefix": "t", "width": 16, "height": 16, "icons": {
+        "square": {"body": SQUARE}, "ring": {"body": RING}, "stripes": {"body": STRIPES},
+        "wide": {"body": SQUARE, "width": 32}, "hidden": {"body": SQUARE, "hidden": True},
+        "broken": {"body": '<path d="M0 0"/>'},  # draws nothing: skipped and counted
+    }, "aliases": {"box": {"parent": "square"}}}
+    publish(reg, "@iconify-json/tiny", "1.0.0", {"icons.json": json.dumps(icons).encode(), "package.json": b"{}"})
+    brands = [{"title": "Acme", "slug": "acme", "hex": "0A7E3F"}, {"title": "Dot", "slug": "dot", "hex": "FF0000"}]
+    publish(reg, "simple-tiny", "2.0.0", {
+        "data/simple-icons.json": json.dumps(brands).encode(),
+        "icons/acme.svg": '<svg role="img" viewBox="0 0 24 24" xmlns="http://www.w3.org/2000/svg"><path d="M3 3h18v8H3z"/></svg>'.encode(),
+        "icons/dot.svg": b'<svg role="img" viewBox="0 0 24 24" xmlns="http://www.w3.org/2000/svg"><circle cx="12" cy="12" r="9"/></svg>',
+    })
+    return reg
+
+
+SOURCES = (Source("tiny", "@iconify-json/tiny", "1.0.0", "iconify"), Source("brands", "simple-tiny", "2.0.0", "simple-icons"))
+
+
+def test_packages_are_verified_cached_and_read_offline(registry, tmp_path):
+    cache = tmp_path / "cache"
+    url = registry.as_uri()
+    files = package_files("@iconify-json/tiny", "1.0.0", cache, registry=url)
+    assert set(files) == {"icons.json", "package.json"}
+    assert cache_path(cache, "@iconify-json/tiny", "1.0.0").is_file()
+    # Offline (no registry at all): the cache serves it, re-verified.
+    offline = (tmp_path / "nowhere").as_uri()
+    assert package_files("@iconify-json/tiny", "1.0.0", cache, registry=offline) == files
+    # Neither cache nor registry: one clear line.
+    with pytest.raises(PackageError, match=r"simple-tiny@2.0.0: not in the cache .* cannot reach the npm registry"):
+        fetch_tarball("simple-tiny", "2.0.0", cache, registry=offline)
+    # A cached file changed on disk is refused, not used.
+    path = cache_path(cache, "@iconify-json/tiny", "1.0.0")
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(PackageError, match="integrity check failed"):
+        fetch_tarball("@iconify-json/tiny", "1.0.0", cache, registry=offline)
+
+
+@pytest.mark.parametrize("corrupt", [lambda d: d[: len(d) // 2], lambda d: d[:-1] + bytes([d[-1] ^ 1])],
+                         ids=["truncated", "flipped-byte"])
+def test_a_bad_download_is_refused_and_nothing_is_cached(tmp_path, corrupt):
+    reg, cache = tmp_path / "registry", tmp_path / "cache"
+    publish(reg, "bad-pkg", "0.1.0", {"icons.json": b"{}"}, corrupt=corrupt)
+    with pytest.raises(PackageError, match="bad-pkg@0.1.0: integrity check failed"):
+        fetch_tarball("bad-pkg", "0.1.0", cache, registry=reg.as_uri())
+    assert not (cache / "npm").exists() or not any((cache / "npm").iterdir())
+
+
+def test_iconify_svgs_keep_size_flips_and_skip_aliases_and_hidden():
+    svgs = iconify_svgs({"width": 16, "height": 16, "icons": {
+        "a": {"body": SQUARE}, "b": {"body": SQUARE, "width": 32, "hFlip": True}, "h": {"body": SQUARE, "hidden": True},
+    }, "aliases": {"c": {"parent": "a"}}})
+    assert sorted(svgs) == ["a", "b"]
+    assert 'viewBox="0 0 16 16"' in svgs["a"] and 'viewBox="0 0 32 16"' in svgs["b"]
+    assert "scale(-1 1)" in svgs["b"]
+
+
+def test_recipes_cover_sizes_backgrounds_and_jpeg_and_are_seeded():
+    recipes = [draw_recipe(0, i) for i in range(300)]
+    assert recipes[:5] == [draw_recipe(0, i) for i in range(5)] and recipes[:5] != [draw_recipe(1, i) for i in range(5)]
+    sides = [r["long_side"] for r in recipes]
+    assert 48 <= min(sides) < 70 and 400 < max(sides) <= 512
+    assert {r["background"] for r in recipes} == {"white", "transparent", "color"}
+    jpeg = [r for r in recipes if r["format"] == "jpeg"]
+    assert 0.2 < len(jpeg) / len(recipes) < 0.4 and all(60 <= r["quality"] <= 95 for r in jpeg)
+
+
+def test_rasterise_keeps_aspect_pads_and_applies_the_background():
+    svg = iconify_svgs({"width": 32, "height": 16, "icons": {"w": {"body": SQUARE}}})["w"]
+    recipe = dict(long_side=200, padding=0.1, background="transparent", color=None, format="png", quality=None)
+    img, data = rasterise(svg, recipe)
+    assert img.mode == "RGBA" and img.size == (200, 120) and data[:4] == b"\x89PNG"  # 160x80 + 20 px each side
+    assert img.getpixel((0, 0))[3] == 0  # padding stays transparent
+    recipe = dict(recipe, background="color", color="#102030", format="jpeg", quality=80)
+    img, data = rasterise(svg, recipe)
+    assert img.format == "JPEG" and data[:2] == b"\xff\xd8"
+    assert np.abs(np.asarray(img.convert("RGB").getpixel((1, 1)), int) - [16, 32, 48]).max() < 12
+
+
+def test_icon_dataset_is_labelled_reproducible_and_counts_what_it_skips(registry, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SSIMJAX_NPM_REGISTRY", registry.as_uri())
+    labels = make_icon_dataset(tmp_path / "a", 14, seed=5, workers=2, sources=SOURCES, cache_dir=cache)
+    make_icon_dataset(tmp_path / "b", 14, seed=5, workers=1, sources=SOURCES, cache_dir=cache)
+    rows = list(csv.DictReader(open(labels)))
+    meta = json.loads((tmp_path / "a" / "labels_meta.json").read_text())
+    assert meta["written"] == len(rows) and meta["count"] == 14
+    assert meta["written"] + sum(meta["skipped"].values()) == 14
+    assert {r["source"] for r in rows} == {"tiny", "brands"}
+    assert all(0.0 <= float(r["ssim"]) <= 1.0 for r in rows)
+    assert not any(r["icon"] == "broken" for r in rows) and meta["skipped"]  # it cannot be drawn
+    recipe = json.loads(rows[0]["recipe"])
+    assert set(recipe) == {"long_side", "padding", "background", "color", "format", "quality"}
+    # The same set whatever the number of workers: same labels, same image bytes.
+    assert (tmp_path / "b" / "labels.csv").read_text() == labels.read_text()
+    for r in rows:
+        assert (tmp_path / "a" / r["image"]).read_bytes() == (tmp_path / "b" / r["image"]).read_bytes()
+
+
+def test_the_default_packages_download_with_their_published_integrity(tmp_path):
+    try:
+        urllib.request.urlopen("https://registry.npmjs.org/simple-icons/16.37.0", timeout=10).read(1)
+    except Exception as e:  # offline: this one test cannot run
+        pytest.skip(f"npm registry not reachable ({e})")
+    files = package_files("@iconify-json/flag", "1.2.12", tmp_path)
+    assert json.loads(files["icons.json"])["prefix"] == "flag"
+
+
+def publish_default_sources(registry):
+    """Tiny stand-ins published under the five default packages' names and pinned versions."""
+    from ssimjax.icons import DEFAULT_SOURCES
+
+    bodies = [SQUARE, RING, STRIPES, '<path fill="#0a0" d="M8 1l7 14H1z"/>']
+    for k, source in enumerate(DEFAULT_SOURCES):
+        if source.kind == "simple-icons":
+            brands = [{"title": f"B{i}", "slug": f"b{i}", "hex": f"{40 * i:02X}30C0"} for i in range(4)]
+            files = {"data/simple-icons.json": json.dumps(brands).encode()}
+            for i in range(4):
+                files[f"icons/b{i}.svg"] = (f'<svg viewBox="0 0 24 24" xmlns="http://www.w3.org/2000/svg">'
+                                            f'<circle cx="12" cy="12" r="{4 + 2 * i}"/></svg>').encode()
+        else:
+            icons = {"width": 16, "height": 16 - k, "icons": {f"i{i}": {"body": b} for i, b in enumerate(bodies)}}
+            files = {"icons.json": json.dumps(icons).encode()}
+        publish(registry, source.package, source.version, files)
+
+
+def test_default_run_trains_on_icons_holds_out_logos_and_evaluate_scores_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    publish_default_sources(tmp_path / "registry")
+    env = {**os.environ, "SSIMJAX_NPM_REGISTRY": (tmp_path / "registry").as_uri(),
+           "SSIMJAX_CACHE_DIR": str(tmp_path / "cache")}
+
+    def script(name, *args):
+        return subprocess.run([sys.executable, str(root / "scripts" / name), *map(str, args)], capture_output=True,
+                              text=True, env=env, timeout=600)
+
+    out = tmp_path / "run"
+    r = script("train.py", "--icon-count", 40, "--backbone", "tiny", "--hidden-dims", "16", "--batch-size", "8",
+               "--epochs", "2", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "held-out icon set 'logos' (8 images): SRCC" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert summary["test_source"] == "logos" and summary["test_metrics"]["count"] == 8
+    assert config["data"]["sources"] == {"flag": 8, "fluent-emoji-flat": 8, "logos": 8, "simple-icons": 8, "twemoji": 8}
+    assert config["data"]["train_rows"] + config["data"]["val_rows"] == 32 and config["data"]["test_rows"] == 8
+
+    r = script("evaluate.py", "--checkpoint", out, "--data", Path(config["data"]["manifest"]).parent, "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert set(result["per_source"]) == {"flag", "fluent-emoji-flat", "logos", "simple-icons", "twemoji"}
+    assert result["overall"]["count"] == 40 and {"srcc", "plcc", "krcc", "mae", "rmse"} <= set(result["overall"])
+    assert result["per_source"]["logos"]["srcc"] == pytest.approx(summary["test_metrics"]["srcc"], abs=1e-6)
+    r = script("evaluate.py", "--checkpoint", out, "--data", Path(config["data"]["manifest"]).parent)
+    assert r.returncode == 0 and r.stdout.splitlines()[0].split() == ["set", "n", "SRCC", "PLCC", "KRCC", "MAE", "RMSE"]
+
+    # An unknown held-out source, and no registry and no cache: one clear line each.
+    r = script("train.py", "--icon-count", 40, "--backbone", "tiny", "--test-source", "emoji", "--out", tmp_path / "x")
+    assert r.returncode == 1 and "test source 'emoji' has no rows (sources: flag," in r.stderr, r.stderr
+    env["SSIMJAX_NPM_REGISTRY"] = (tmp_path / "offline").as_uri()
+    env["SSIMJAX_CACHE_DIR"] = str(tmp_path / "empty-cache")
+    r = script("train.py", "--icon-count", 40, "--backbone", "tiny", "--out", tmp_path / "y")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "not in the cache" in r.stderr and "cannot reach the npm registry" in r.stderr
