@@ -88,16 +88,18 @@ def main(argv=None) -> int:
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     t0 = time.perf_counter()
     data = args.data or icon_dataset(cache_dir, count=args.icon_count, log=print)
-    base = TrainConfig(pooled_stages="all", backbone_features=True)
+    wanted = set(args.candidates.split(","))
+    # Backbone features (every stage; the last 2048 columns are the last stage's) only when a
+    # candidate uses them: extracting them is most of the cost.
+    base = TrainConfig(pooled_stages="all", backbone_features=bool(wanted & {"a", "b", "c"}))
     trainer = Trainer.from_config(base)
     state = create_train_state(base)
     inputs, facts, timings = build_inputs(trainer, state.variables, data, cache_dir, skip_invalid=True)
     print(f"data ready in {time.perf_counter() - t0:.0f}s: {facts['valid_rows']} images; {timings}")
     all_stages, stats, y = inputs["features"], inputs["stats"], inputs["ssim"]
     sources = inputs["source"].astype(str)
-    last = all_stages[:, -2048:]  # layer4 pooled: the plan's features
+    last = all_stages[:, -2048:] if base.backbone_features else None  # layer4 pooled: the plan's features
     held_out = args.sources.split(",") if args.sources else sorted(set(sources) - {""})
-    wanted = set(args.candidates.split(","))
 
     def mlp(config, features, with_stats, tr, va, te):
         def part(idx):
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
 
     candidates = {
         "a": ("(a) plan: ResNet-50 features -> MLP",
-              lambda tr, va, te: mlp(TrainConfig(image_stats=False, backbone_features=True), last, False, tr, va, te)),
+              lambda tr, va, te: mlp(TrainConfig.plan_model(), last, False, tr, va, te)),
         "b": ("(b) features + statistics -> MLP",
               lambda tr, va, te: mlp(TrainConfig(backbone_features=True), last, True, tr, va, te)),
         "c": ("(c) all-stage features + statistics -> MLP",

@@ -81,13 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "labels.csv/labels.json")
     p.add_argument("--out", help="run folder (default: a new folder under runs/)")
     # Training flags default to None so that --resume can tell which were given.
-    p.add_argument("--epochs", type=int, help="maximum epochs (default 50)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 150; 50 with --plan-model)")
     p.add_argument("--batch-size", type=int, help="default 32")
     p.add_argument("--learning-rate", type=float, help="default 1e-3")
     p.add_argument("--weight-decay", type=float, help="L2 added to the gradient, as torch Adam (default 1e-4)")
-    p.add_argument("--loss", choices=LOSSES, help="default mse")
+    p.add_argument("--loss", choices=LOSSES, help="default combined (mse with --plan-model)")
     p.add_argument("--scheduler", choices=SCHEDULERS, help="default reduce_on_plateau")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 20; 10 with --plan-model)")
     p.add_argument("--min-delta", type=float, help="minimum improvement for early stopping (default 1e-4)")
     p.add_argument("--validation-split", type=float, help="share of rows held out, seeded (default 0.2)")
     p.add_argument("--test-source", metavar="NAME|none",
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     _cli.setup_logging()
     from ssimjax.checkpoint import CheckpointError
-    from ssimjax.config import ConfigError, TrainConfig
+    from ssimjax.config import PLAN_MODEL, ConfigError, TrainConfig
     from ssimjax.data import DataError
     from ssimjax.fit import TrainingError
     from ssimjax.npm import PackageError
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     if args.plan_model:
         if given.get("backbone_features") is False:
             parser.error("--plan-model contradicts --no-backbone-features")
-        given.update(image_stats=False, backbone_features=True)
+        given = {**PLAN_MODEL, **given, "image_stats": False, "backbone_features": True}
 
     def flag(field):
         return FLAG_FOR_FIELD.get(field, "--" + field.replace("_", "-"))

@@ -1,0 +1,45 @@
+"""How a run starts is decided in one place: defaults, conflicts, and what the MLP sees."""
+
+import pytest
+
+from ssimjax.config import ConfigError, TrainConfig
+from ssimjax.start import RunError, plan_run
+
+
+def test_a_default_run_trains_on_icons_and_holds_out_logos(tmp_path):
+    plan = plan_run({}, out=tmp_path / "r")
+    assert plan.data == "icons" and plan.config.test_source == "logos"
+    assert plan.config.image_stats and not plan.config.backbone_features
+    own = plan_run({}, out=tmp_path / "r", data=str(tmp_path))
+    assert own.config.test_source is None
+    assert plan_run({"test_source": None}, out=tmp_path / "r").config.test_source is None
+
+
+def test_the_mlp_sees_backbone_features_when_they_can_carry_signal(tmp_path):
+    loaded = []
+    plan = plan_run({}, out=tmp_path / "r", load_backbone=lambda c: loaded.append(c) or ({}, {"weights": "file"}))
+    assert plan.config.backbone_features and loaded and plan.backbone == ({}, {"weights": "file"})
+    assert plan_run({"freeze_backbone": False}, out=tmp_path / "r").config.backbone_features
+    assert not plan_run({"backbone_features": False}, out=tmp_path / "r",
+                        load_backbone=lambda c: ({}, {})).config.backbone_features
+    with pytest.raises(ConfigError, match="training the backbone needs backbone_features"):
+        plan_run({"freeze_backbone": False, "backbone_features": False}, out=tmp_path / "r")
+    with pytest.raises(ConfigError, match="the MLP needs an input"):
+        TrainConfig(image_stats=False)
+    assert TrainConfig.plan_model() == TrainConfig(image_stats=False, backbone_features=True, loss="mse", epochs=50,
+                                                   patience=10)
+
+
+def test_conflicting_requests_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--resume needs the run folder"):
+        plan_run({}, resume=True)
+    with pytest.raises(ConfigError, match="starts a run"):
+        plan_run({}, out=tmp_path, resume=True, load_backbone=lambda c: ({}, {}))
+    with pytest.raises(RunError, match="nothing to resume"):
+        plan_run({}, out=tmp_path, resume=True)
+    with pytest.raises(ConfigError, match="needs the resnet50 backbone"):
+        plan_run({"backbone": "tiny"}, out=tmp_path / "r", load_backbone=lambda c: ({}, {}))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "config.json").write_text("{}")
+    with pytest.raises(RunError, match="already holds a run"):
+        plan_run({}, out=tmp_path / "taken")
