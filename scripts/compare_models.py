@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from ssimjax.fit import fit, predict
     from ssimjax.logoset import icon_dataset
     from ssimjax.metrics import quality_metrics
-    from ssimjax.models import with_head_bias, with_input_norm
+    from ssimjax.variables import with_head_bias, with_input_norm
     from ssimjax.steps import Trainer, create_train_state
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()

@@ -33,7 +33,8 @@ def backbone_loader(spec: str):
         from bridge import PretrainedError, backbone_from_torchvision
     except ImportError as e:
         _cli.fail(f"--backbone-weights needs PyTorch ({e}); install the bridge extra: pip install -e '.[bridge]'")
-    from ssimjax.models import init_variables, make_model, split_backbone
+    from ssimjax.models import make_model, split_backbone
+    from ssimjax.variables import init_variables
 
     def load(config):
         template = split_backbone(init_variables(make_model(config), config.seed))[0]

@@ -9,10 +9,8 @@ loaded back), ``start`` (how a run starts) and ``run`` (the orchestration).
 from .config import ConfigError, TrainConfig
 from .losses import combined_loss, get_loss, huber_loss, mae_loss, mse_loss
 from .metrics import regression_metrics
-from .models import (
-    BACKBONE, PREDICTOR, BatchNorm, Predictor, QualityModel, ResNet, init_variables, make_model, merge_backbone,
-    split_backbone,
-)
+from .models import BACKBONE, PREDICTOR, BatchNorm, Predictor, QualityModel, ResNet, make_model, merge_backbone, split_backbone
+from .variables import init_variables
 from .optim import advance_learning_rate, make_optimizer
 from .steps import (
     Trainer, TrainState, create_train_state, epoch_batches, eval_step, extract_features, train_epoch, train_step,

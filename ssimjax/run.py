@@ -25,7 +25,8 @@ from .pipeline import package_versions
 from .features import backbone_hash, build_inputs, default_cache_dir
 from .fit import FitProgress, FitResult, TrainingError, fit, predict
 from .metrics import quality_metrics
-from .models import PREDICTOR, count_params, init_variables, merge_backbone, with_head_bias, with_input_norm
+from .models import PREDICTOR, count_params, merge_backbone
+from .variables import init_variables, with_head_bias, with_input_norm
 from .logoset import icon_dataset
 from .start import RunError, RunPlan, is_builtin, plan_run
 from .steps import Trainer, create_train_state

@@ -28,7 +28,8 @@ import optax
 from .config import TrainConfig
 from .data import normalize
 from .losses import get_loss, mae_loss
-from .models import QualityModel, init_variables, make_model
+from .models import QualityModel, make_model
+from .variables import init_variables
 from .optim import make_optimizer
 
 # Stream tags folded into the run's key, so each use of randomness has its own stream.

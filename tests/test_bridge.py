@@ -14,7 +14,8 @@ from bridge import (  # noqa: E402
     torchvision_to_backbone,
 )
 from ssimjax.config import TrainConfig  # noqa: E402
-from ssimjax.models import QualityModel, init_variables, make_model  # noqa: E402
+from ssimjax.models import QualityModel, make_model  # noqa: E402
+from ssimjax.variables import init_variables  # noqa: E402
 from ssimjax.steps import Trainer, create_train_state  # noqa: E402
 
 torch.use_deterministic_algorithms(True)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ssimjax.config import TrainConfig
-from ssimjax.models import QualityModel, backbone_feature_dim, count_params, init_variables, make_model
+from ssimjax.models import QualityModel, backbone_feature_dim, count_params, make_model
+from ssimjax.variables import init_variables
 
 
 def abstract_variables(model, size=224):
