@@ -125,7 +125,8 @@ def train_run(
     if not plan.resume and config.freeze_backbone:
         save_backbone(out, state)  # before any epoch, so even a run cut short keeps its start
     log.info(
-        f"{facts['valid_rows']} images ({len(train_idx)} train, {len(val_idx)} val); "
+        f"{facts['valid_rows']} images ({len(train_idx)} train, {len(val_idx)} val"
+        f"{f', {len(test_idx)} held out: {config.test_source}' if len(test_idx) else ''}); "
         f"trainable parameters: {trainable_params(trainer, state.params):,}; batch size {config.batch_size}, "
         f"learning rate {config.learning_rate}; run folder {out}"
     )
