@@ -7,8 +7,9 @@ Sigmoid.
 
 A model trained with image statistics (ssimjax's default; ``config['image_stats']`` names them)
 also has ``predictor.input_norm`` (buffers ``mean`` and ``std``): the statistics, computed by
-:mod:`ssimjax.stats` from the image at its own resolution, are standardised, clipped and appended
-to the 2048 backbone features as the MLP's input. ``predict_ssim`` then takes image files or PIL
+:mod:`ssimjax.stats` from the image at its own resolution, are standardised, clipped and form the
+MLP's input, after the 2048 backbone features when ``config['backbone_features']`` (default true;
+ssimjax's default model sets it false and never runs the backbone in ``predict_ssim``). ``predict_ssim`` then takes image files or PIL
 images and computes everything itself, exactly as ``scripts/predict.py`` does.
 """
 
@@ -23,8 +24,8 @@ import torch.nn as nn
 import torchvision
 from PIL import Image
 
-from ssimjax.data import IMAGENET_MEAN, IMAGENET_STD, ImageError, normalize, open_image, read_file, resize_224
-from ssimjax.stats import STAT_NAMES, STATS_CLIP, STATS_VERSION, image_statistics
+from ssimjax.data import IMAGENET_MEAN, IMAGENET_STD, normalize
+from ssimjax.stats import STAT_NAMES, STATS_CLIP, STATS_VERSION, image_inputs, image_statistics
 
 FEATURE_DIM = 2048
 DEFAULT_CONFIG = {
@@ -161,16 +162,7 @@ def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
 
 def prepare_images(images: Sequence, with_stats: bool, with_pixels: bool = True):
     """Paths or PIL images -> (normalised float32 NHWC pixels or None, statistics or None), by
-    ssimjax's own preprocessing and statistics. Raises ValueError naming an unreadable file."""
-    decoded = []
-    for item in images:
-        if isinstance(item, Image.Image):
-            decoded.append(item)
-            continue
-        try:
-            decoded.append(open_image(read_file(item)[0]))
-        except ImageError as e:
-            raise ValueError(f"{item}: {e}") from None
-    pixels = normalize(np.stack([resize_224(img) for img in decoded])) if with_pixels else None
-    stats = np.stack([image_statistics(img) for img in decoded]) if with_stats else None
-    return pixels, stats
+    ssimjax's own preprocessing and statistics (:func:`ssimjax.stats.image_inputs`). Raises
+    ValueError (ssimjax's DataError) naming an unreadable file."""
+    inputs = image_inputs(images, with_pixels=with_pixels, with_stats=with_stats)
+    return (normalize(inputs["image"]) if with_pixels else None), inputs.get("stats")

@@ -25,25 +25,19 @@ def main(argv=None) -> int:
     _cli.setup_logging(verbose=False)
     from pathlib import Path
 
-
     from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT
     from ssimjax.data import DataError
-    from ssimjax.demo import demo_dataset
     from ssimjax.features import build_inputs, default_cache_dir
     from ssimjax.fit import predict
-    from ssimjax.logoset import icon_dataset
     from ssimjax.metrics import quality_metrics
     from ssimjax.npm import PackageError
     from ssimjax.predict import load_run
-    from ssimjax.start import RunError, is_builtin
+    from ssimjax.start import RunError, resolve_data
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     try:
         run = load_run(args.checkpoint)
-        data = args.data
-        if is_builtin(data):
-            build = demo_dataset if data == "generated" else icon_dataset
-            data = build(cache_dir, DEFAULT_DEMO_COUNT if data == "generated" else DEFAULT_ICON_COUNT)
+        data = resolve_data(args.data, cache_dir, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT)
         inputs, facts, _ = build_inputs(run.trainer, run.state.variables, data, cache_dir, args.skip_invalid)
     except (DataError, RunError, PackageError) as e:
         _cli.fail(str(e), 1)

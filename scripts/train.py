@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resnet50 (default) or a tiny ResNet for smoke tests")
     p.add_argument("--plan-model", action="store_true",
                    help="the plan's model exactly: 2048 backbone features into the MLP, no image statistics "
-                   "(model.pth strict-loads into the plan's own class); same as --backbone-features --no-image-stats")
+                   "(model.pth strict-loads into the plan's own class), trained with the plan's mse, 50 epochs, patience 10 "
+                   "unless those flags are given")
     p.add_argument("--backbone-features", dest="backbone_features", action="store_const", const=True,
                    help="the MLP also sees the backbone's features (on by default with --backbone-weights or "
                    "--no-freeze-backbone)")

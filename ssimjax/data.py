@@ -208,15 +208,10 @@ def read_file(path: str | Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def decode_224(data: bytes) -> np.ndarray:
-    """Image bytes -> the model's uint8 (224, 224, 3) input. Raises :class:`ImageError`."""
-    return resize_224(open_image(data))
-
-
 def load_image_file(path: str | Path) -> tuple[np.ndarray, str]:
     """``(uint8 (224, 224, 3), sha256 of the file)``. Raises :class:`ImageError`."""
     data, sha = read_file(path)
-    return decode_224(data), sha
+    return resize_224(open_image(data)), sha
 
 
 def file_sha256(path: str | Path) -> str:

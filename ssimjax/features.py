@@ -155,8 +155,9 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
             continue
         kept.append((row, sha))
     raise_for_problems(manifest, problems, len(kept), skip_invalid, log=log.warning)
-    timings = {"data_s": time.perf_counter() - t0, "stats_s": stats_s}
+    timings = {"data_s": time.perf_counter() - t0}
     if use_stats:
+        timings["stats_s"] = stats_s
         log.info(f"image statistics: {stats_computed} computed, {len(stats) - stats_computed} from the cache")
 
     t1 = time.perf_counter()
@@ -185,4 +186,4 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
         feature_cache=str(cache.dir) if cache is not None else None,
         image_stats=STATS_VERSION if use_stats else None,
     )
-    return inputs, facts, {k: v for k, v in timings.items() if use_stats or k != "stats_s"}
+    return inputs, facts, timings

@@ -10,10 +10,9 @@ import numpy as np
 
 from .checkpoint import CheckpointError, RunCheckpoints
 from .config import ConfigError, TrainConfig, load_config
-from .data import DataError, ImageError, open_image, read_file, resize_224
 from .fit import predict
 from .start import RunError
-from .stats import image_statistics
+from .stats import image_inputs
 from .steps import Trainer, TrainState, create_train_state
 
 
@@ -54,26 +53,11 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     return LoadedRun(state, Trainer.from_config(config), config, meta, facts)
 
 
-def load_images(paths: Sequence[str | Path], with_stats: bool = False, with_pixels: bool = True) -> dict:
-    """``{'image': uint8 (N, 224, 224, 3)}`` as the model sees them, plus ``stats`` (N, S) at each
-    image's own resolution when asked. Raises :class:`DataError` naming the file."""
-    images, stats = [], []
-    for p in paths:
-        try:
-            img = open_image(read_file(p)[0])
-        except ImageError as e:
-            raise DataError(f"{p}: {e}") from None
-        if with_pixels:
-            images.append(resize_224(img))
-        if with_stats:
-            stats.append(image_statistics(img))
-    out = {"image": np.stack(images)} if with_pixels else {"features": np.zeros((len(paths), 0), np.float32)}
-    return {**out, **({"stats": np.stack(stats)} if with_stats else {})}
-
-
 def predict_files(run: LoadedRun, paths: Sequence[str | Path], batch_size: int = 16) -> np.ndarray:
     """Predicted SSIM per image file, through the whole model (backbone + predictor; a backbone
     whose features the MLP does not see is not run)."""
     model = run.trainer.model
-    inputs = load_images(paths, with_stats=model.num_stats > 0, with_pixels=model.backbone_features)
+    inputs = image_inputs(paths, with_pixels=model.backbone_features, with_stats=model.num_stats > 0)
+    if not model.backbone_features:  # the MLP reads the statistics alone
+        inputs["features"] = np.zeros((len(paths), 0), np.float32)
     return predict(run.trainer, run.state, inputs, batch_size)

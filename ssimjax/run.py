@@ -20,15 +20,13 @@ import numpy as np
 from .checkpoint import CheckpointError, RunCheckpoints, load_backbone, save_backbone
 from .config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig, save_config
 from .data import split_rows
-from .demo import demo_dataset
 from .pipeline import package_versions
 from .features import backbone_hash, build_inputs, default_cache_dir
 from .fit import FitProgress, FitResult, TrainingError, fit, predict
 from .metrics import quality_metrics
 from .models import PREDICTOR, count_params, merge_backbone
 from .variables import init_variables, with_head_bias, with_input_norm
-from .logoset import icon_dataset
-from .start import RunError, RunPlan, is_builtin, plan_run
+from .start import RunError, RunPlan, is_builtin, plan_run, resolve_data
 from .steps import Trainer, create_train_state
 
 log = logging.getLogger("ssimjax")
@@ -91,10 +89,7 @@ def train_run(
     data = plan.data
     if is_builtin(data):
         t0 = time.perf_counter()
-        if data == "generated":
-            data = demo_dataset(cache_dir, count=demo_count, seed=0, log=log.info)
-        else:
-            data = icon_dataset(cache_dir, count=icon_count, seed=0, log=log.info)
+        data = resolve_data(data, cache_dir, demo_count, icon_count, log=log.info)
         timings["data_build_s"] = time.perf_counter() - t0
 
     trainer = Trainer.from_config(config)

@@ -33,6 +33,19 @@ def is_builtin(data) -> bool:
     return isinstance(data, str) and data in BUILTIN_DATA and not Path(data).exists()
 
 
+def resolve_data(data, cache_dir: Path, demo_count: int, icon_count: int, log=None) -> str | Path:
+    """``data`` itself, or the folder of the built-in set it names (built and cached on first use)."""
+    if not is_builtin(data):
+        return data
+    if data == "generated":
+        from .demo import demo_dataset
+
+        return demo_dataset(cache_dir, count=demo_count, seed=0, log=log)
+    from .logoset import icon_dataset
+
+    return icon_dataset(cache_dir, count=icon_count, seed=0, log=log)
+
+
 def new_run_dir(root: str | Path = "runs") -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(root) / stamp
@@ -66,8 +79,9 @@ def plan_run(
     configured (only ``epochs`` may change; other given fields must match), on its own data by
     default and with its own backbone. Without ``data`` a fresh run trains on the built-in real-logo
     set and holds out :data:`DEFAULT_TEST_SOURCE` unless told otherwise. The MLP sees the backbone's
-    features when pretrained weights are loaded or the backbone trains, unless told otherwise. ``load_backbone(config)`` returns pretrained backbone
-    ``(variables, facts)``, for fresh ResNet-50 runs only. ``flag_name`` turns a field name into
+    features when pretrained weights are loaded or the backbone trains, unless told otherwise.
+    ``load_backbone(config)`` returns pretrained backbone ``(variables, facts)``, for fresh
+    ResNet-50 runs only. ``flag_name`` turns a field name into
     the name the caller's user knows (``--learning-rate``) for messages.
     """
     given = _as_given(config)

@@ -9,10 +9,13 @@ composited on white), in [0, 1].
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .data import to_rgb
+from .data import DataError, ImageError, open_image, read_file, resize_224, to_rgb
 
 # Standardised statistics are clipped to this many standard deviations (in the model, both
 # frameworks): an icon set not trained on can hold values far outside the training range.
@@ -118,3 +121,26 @@ def image_statistics(img: Image.Image) -> np.ndarray:
     out = np.asarray(values, np.float64)
     out[_LOGGED] = np.log(out[_LOGGED] + 1e-3)
     return out.astype(np.float32)
+
+
+def image_inputs(images: Sequence[str | Path | Image.Image], with_pixels: bool = True,
+                 with_stats: bool = True) -> dict:
+    """The one path from image files (or PIL images) to the model's inputs, shared by
+    ``predict.py`` and the PyTorch deployment: ``image`` uint8 (N, 224, 224, 3) as the model sees
+    it, and ``stats`` (N, S) at each image's own resolution, each when asked. Raises
+    :class:`ssimjax.data.DataError` naming the file that cannot be read."""
+    decoded = []
+    for item in images:
+        if isinstance(item, Image.Image):
+            decoded.append(item)
+            continue
+        try:
+            decoded.append(open_image(read_file(item)[0]))
+        except ImageError as e:
+            raise DataError(f"{item}: {e}") from None
+    out = {}
+    if with_pixels:
+        out["image"] = np.stack([resize_224(img) for img in decoded])
+    if with_stats:
+        out["stats"] = np.stack([image_statistics(img) for img in decoded])
+    return out
