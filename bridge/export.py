@@ -64,7 +64,6 @@ def build_checkpoint(run_dir: str | Path) -> dict:
     pretrained = run.facts.get("backbone", {}).get("weights", "random-init") != "random-init"
     history = {k: list(v) for k, v in meta["history"].items()}
     best = dict(meta["best_val_metrics"])
-    best["r2_score"] = best.get("r2")
     correlations = [c for c in history.get("val_correlation", []) if not math.isnan(c)]
     return _plain({
         "format_version": FORMAT_VERSION,

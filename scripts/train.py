@@ -27,6 +27,19 @@ def parse_hidden_dims(text: str) -> tuple[int, ...]:
     return dims
 
 
+def parse_numbers(count: int, what: str):
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(x) for x in text.replace(",", " ").split())
+        except ValueError:
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} numbers ({what}), e.g. "
+                                             f"{','.join(['0.5'] * count)} (got {text!r})")
+        return values
+    return parse
+
+
 def backbone_loader(spec: str):
     """A loader of (Flax backbone variables, facts) from torchvision's weights or a local .pth, via the bridge."""
     try:
@@ -68,8 +81,8 @@ def write_torch_model(out, config) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from ssimjax.config import (
-        BACKBONES, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, DEFAULT_TEST_SOURCE, HEAD_INITS, LOSSES, POOLED_STAGES,
-        SCHEDULERS,
+        BACKBONES, BASE_LOSSES, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, DEFAULT_TEST_SOURCE, HEAD_INITS, LOSSES,
+        POOLED_STAGES, SCHEDULERS,
     )
 
     p = argparse.ArgumentParser(
@@ -86,7 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="default 32")
     p.add_argument("--learning-rate", type=float, help="default 1e-3")
     p.add_argument("--weight-decay", type=float, help="L2 added to the gradient, as torch Adam (default 1e-4)")
-    p.add_argument("--loss", choices=LOSSES, help="default combined (mse with --plan-model)")
+    p.add_argument("--loss", choices=LOSSES, help="default combined (mse with --plan-model); quality_aware weights "
+                   "each row's loss by its label's band, ranking is a pairwise margin loss, adaptive mixes mse, mae "
+                   "and ranking with learned weights")
+    p.add_argument("--quality-base-loss", choices=BASE_LOSSES, help="quality_aware loss: the per-row loss it "
+                   "weights (default mse)")
+    p.add_argument("--quality-weights", type=parse_numbers(3, "high, medium, low"),
+                   help="quality_aware loss: weights of the high, medium and low bands (default 2,1.5,1)")
+    p.add_argument("--quality-bands", type=parse_numbers(2, "low/medium edge, medium/high edge"),
+                   help="quality band edges for the quality_aware loss, per-band metrics and cross-validation "
+                   "strata (default 0.6,0.8)")
+    p.add_argument("--ranking-margin", type=float, help="ranking and adaptive losses: pairwise margin (default 0.05)")
     p.add_argument("--scheduler", choices=SCHEDULERS, help="default reduce_on_plateau")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 20; 10 with --plan-model)")
     p.add_argument("--min-delta", type=float, help="minimum improvement for early stopping (default 1e-4)")

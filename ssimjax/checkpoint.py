@@ -32,8 +32,13 @@ def _metric_key(metrics):
     return (metrics["val_loss"], metrics["epoch"])
 
 
+def _all_variables(state: TrainState) -> dict:
+    # Every parameter (the adaptive loss's weights included), not just the model's.
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
 def _saved_tree(state: TrainState, frozen_backbone: bool) -> dict:
-    variables = split_backbone(state.variables)[1] if frozen_backbone else state.variables
+    variables = split_backbone(_all_variables(state))[1] if frozen_backbone else _all_variables(state)
     return {"step": state.step, **variables, "opt_state": state.opt_state, "rng": state.rng}
 
 
@@ -61,7 +66,7 @@ def load_backbone(run_dir: str | Path, state: TrainState) -> TrainState:
         raise CheckpointError(f"{path}: missing (frozen-backbone runs keep their backbone here)")
     with ocp.StandardCheckpointer() as ckptr:
         backbone = ckptr.restore(path, _abstract(split_backbone(state.variables)[0]))
-    variables = merge_backbone(state.variables, backbone)
+    variables = merge_backbone(_all_variables(state), backbone)
     return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
 
 

@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Optional, Tuple
 
-LOSSES = ("mse", "mae", "huber", "combined")
+from .losses import BASE_LOSSES, LOSSES
+
 SCHEDULERS = ("reduce_on_plateau", "cosine_annealing", "step", "constant")
 BACKBONES = ("resnet50", "tiny")
 HEAD_INITS = ("lecun_normal", "kaiming_fan_out")
@@ -40,6 +41,14 @@ class TrainConfig:
     backbone_lr_multiplier: float = 0.1
     loss: str = "combined"
     scheduler: str = "reduce_on_plateau"
+    # The quality-aware loss: its per-row base loss and the weights of the high / medium / low bands.
+    quality_base_loss: str = "mse"
+    quality_weights: Tuple[float, ...] = (2.0, 1.5, 1.0)
+    # Quality band edges (low < 0.6 <= medium < 0.8 <= high, the plan's): the quality-aware loss's
+    # bands, the per-band metrics and the cross-validation strata.
+    quality_bands: Tuple[float, ...] = (0.6, 0.8)
+    # The ranking and adaptive losses' pairwise margin.
+    ranking_margin: float = 0.05
     # Early stopping.
     patience: int = 20
     min_delta: float = 1e-4
@@ -69,6 +78,8 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))
+        object.__setattr__(self, "quality_weights", tuple(self.quality_weights))
+        object.__setattr__(self, "quality_bands", tuple(self.quality_bands))
         self.validate()
 
     def validate(self) -> None:
@@ -91,6 +102,13 @@ class TrainConfig:
         need(finite(self.backbone_lr_multiplier) and self.backbone_lr_multiplier >= 0,
              "backbone_lr_multiplier", "must be a finite number >= 0")
         need(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}")
+        need(self.quality_base_loss in BASE_LOSSES, "quality_base_loss", f"must be one of {', '.join(BASE_LOSSES)}")
+        need(len(self.quality_weights) == 3 and all(finite(w) and w >= 0 for w in self.quality_weights),
+             "quality_weights", "must be three finite numbers >= 0 (high, medium, low)")
+        need(len(self.quality_bands) == 2 and all(finite(b) for b in self.quality_bands)
+             and self.quality_bands[0] < self.quality_bands[1], "quality_bands",
+             "must be two increasing numbers (low/medium edge, medium/high edge)")
+        need(finite(self.ranking_margin) and self.ranking_margin >= 0, "ranking_margin", "must be a finite number >= 0")
         need(self.scheduler in SCHEDULERS, "scheduler", f"must be one of {', '.join(SCHEDULERS)}")
         need(is_int(self.patience) and self.patience >= 1, "patience", "must be a whole number >= 1")
         need(finite(self.min_delta) and self.min_delta >= 0, "min_delta", "must be a finite number >= 0")
@@ -122,7 +140,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["hidden_dims"] = list(self.hidden_dims)
+        for k in ("hidden_dims", "quality_weights", "quality_bands"):
+            d[k] = list(d[k])
         return d
 
     @classmethod

@@ -7,6 +7,7 @@ the pure functions of :mod:`ssimjax.steps` and :mod:`ssimjax.optim`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -20,8 +21,8 @@ from tqdm.auto import tqdm
 from .batching import apply_in_batches
 from .checkpoint import RunCheckpoints
 from .config import TrainConfig
-from .losses import get_loss
-from .metrics import correlation, regression_metrics
+from .losses import ADAPTIVE_COMPONENTS, LossSpec, batched_loss
+from .metrics import comprehensive_metrics, correlation
 from .optim import advance_learning_rate, current_learning_rate
 from .steps import Trainer, TrainState, epoch_batches
 
@@ -34,6 +35,17 @@ HISTORY_KEYS = (
 )
 # Measured wall-clock values: everything else in the history is reproducible bit for bit.
 TIMING_KEYS = ("epoch_time", "inference_time")
+# With the adaptive loss: its (mse, mae, ranking) weights at the end of each epoch.
+ADAPTIVE_HISTORY_KEYS = tuple(f"loss_weight_{c}" for c in ADAPTIVE_COMPONENTS)
+
+
+def history_keys(config: TrainConfig) -> tuple[str, ...]:
+    return HISTORY_KEYS + (ADAPTIVE_HISTORY_KEYS if config.loss == "adaptive" else ())
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "batch_size"))
+def _validation_loss(spec, pred, target, params, batch_size):
+    return batched_loss(spec, pred, target, batch_size, params)
 
 
 class TrainingError(RuntimeError):
@@ -86,15 +98,17 @@ class FitProgress:
         )
 
     @classmethod
-    def from_checkpoints(cls, checkpoints: RunCheckpoints, template: TrainState) -> tuple[TrainState, "FitProgress"]:
-        """The latest saved epoch's state and progress (a fresh start where nothing was saved)."""
+    def from_checkpoints(cls, checkpoints: RunCheckpoints, template: TrainState,
+                         keys: tuple[str, ...] = HISTORY_KEYS) -> tuple[TrainState, "FitProgress"]:
+        """The latest saved epoch's state and progress (a fresh start where nothing was saved);
+        ``keys``: the history's keys (:func:`history_keys`)."""
         last = checkpoints.latest_epoch()
         if last is None:
-            return template, cls()
+            return template, cls(history={k: [] for k in keys})
         state, meta = checkpoints.restore(last, template)
         best_state, _ = checkpoints.restore(meta["best_epoch"], state)
         progress = cls(
-            next_epoch=last + 1, history={k: list(meta["history"].get(k, [])) for k in HISTORY_KEYS},
+            next_epoch=last + 1, history={k: list(meta["history"].get(k, [])) for k in keys},
             early_stopping=EarlyStopping(**meta["early_stopping"]), best_epoch=meta["best_epoch"],
             best_val_loss=meta["best_val_loss"], best_val_metrics=meta["best_val_metrics"],
             best_variables=(best_state.params, best_state.batch_stats),
@@ -163,7 +177,10 @@ def _train_one_epoch(trainer, state, data, epoch, config):
     train_loss = float(np.sum(losses * counts) / n)
     train_mae = float(np.sum(np.asarray(m["mae"], np.float64) * counts) / n)
     preds, targets = m["pred"][mask], m["target"][mask]
-    return state, train_loss, train_mae, preds, targets
+    extra = {}
+    if "loss_weights" in m:  # the adaptive loss's weights after the epoch's last step
+        extra = {f"loss_weight_{c}": float(w) for c, w in zip(ADAPTIVE_COMPONENTS, np.asarray(m["loss_weights"])[-1])}
+    return state, train_loss, train_mae, preds, targets, extra
 
 
 def fit(
@@ -180,13 +197,15 @@ def fit(
 
     ``train``/``val`` hold ``ssim`` (N,), either ``features`` (N, D) (frozen backbone, cached
     features) or ``image`` (N, 224, 224, 3) uint8, and ``stats`` (N, S) when the model takes
-    image statistics. With ``checkpoints`` every epoch is saved;
+    image statistics. The validation loss is computed as training's: per batch of
+    ``config.batch_size`` rows, averaged weighted by rows (:func:`ssimjax.losses.batched_loss`).
+    With ``checkpoints`` every epoch is saved;
     ``progress`` (from :meth:`FitProgress.from_checkpoints`) continues a run where it stopped,
     reproducing the history an uninterrupted run would have written.
     """
     trainer = Trainer.from_config(config)
-    loss_fn = get_loss(config.loss)
-    p = progress if progress is not None else FitProgress()
+    spec = LossSpec.from_config(config)
+    p = progress if progress is not None else FitProgress(history={k: [] for k in history_keys(config)})
     start = p.next_epoch
     if p.stopped_early:
         log.info("that run had already stopped early; nothing to do")
@@ -203,26 +222,27 @@ def fit(
         for epoch in range(start, config.epochs):
             t0 = time.perf_counter()
             lr_used = current_learning_rate(state.opt_state)
-            state, train_loss, train_mae, train_preds, train_targets = _train_one_epoch(
+            state, train_loss, train_mae, train_preds, train_targets, extra = _train_one_epoch(
                 trainer, state, train, epoch, config)
             epoch_time = time.perf_counter() - t0
 
             t1 = time.perf_counter()
             val_preds = predict(trainer, state, dict(val_inputs, ssim=val_targets), config.eval_batch_size)
             inference_time = (time.perf_counter() - t1) / len(val_targets)
-            val_loss = float(loss_fn(jnp.asarray(val_preds), jnp.asarray(val_targets)))
+            val_loss = float(_validation_loss(spec, jnp.asarray(val_preds), jnp.asarray(val_targets), state.params,
+                                              config.batch_size))
             if not math.isfinite(val_loss):
                 raise TrainingError(f"epoch {epoch + 1}: validation loss is {val_loss}; stopping")
-            vm = regression_metrics(val_preds, val_targets)
+            vm = comprehensive_metrics(val_preds, val_targets, config.quality_bands)
 
             state = state.replace(opt_state=advance_learning_rate(state.opt_state, config, epoch, val_loss))
             row = dict(
                 train_loss=train_loss, train_mae=train_mae, train_correlation=correlation(train_preds, train_targets),
-                val_loss=val_loss, val_mae=vm["mae"], val_correlation=vm["correlation"], val_r2=vm["r2"],
+                val_loss=val_loss, val_mae=vm["mae"], val_correlation=vm["correlation"], val_r2=vm["r2_score"],
                 val_accuracy_5pct=vm["accuracy_5pct"], val_accuracy_10pct=vm["accuracy_10pct"],
-                learning_rate=lr_used, epoch_time=epoch_time, inference_time=inference_time,
+                learning_rate=lr_used, epoch_time=epoch_time, inference_time=inference_time, **extra,
             )
-            for k in HISTORY_KEYS:
+            for k in p.history:
                 p.history[k].append(row[k])
 
             p.early_stopping.update(val_loss, vm["correlation"], config.min_delta)
@@ -238,13 +258,13 @@ def fit(
 
             log.info(
                 f"Epoch {epoch + 1:3d}/{config.epochs} | Train Loss: {train_loss:.4f} | Val Loss: {val_loss:.4f} | "
-                f"Val Corr: {vm['correlation']:.4f} | Val R²: {vm['r2']:.4f} | Acc(5%): {vm['accuracy_5pct']:.1%} | "
+                f"Val Corr: {vm['correlation']:.4f} | Val R²: {vm['r2_score']:.4f} | Acc(5%): {vm['accuracy_5pct']:.1%} | "
                 f"LR: {lr_used:.2e} | Time: {epoch_time:.1f}s"
             )
             bar.set_postfix(loss=f"{train_loss:.4f}", mae=f"{train_mae:.4f}", lr=f"{lr_used:.2e}")
             bar.update(1)
             if on_epoch_end is not None:
-                on_epoch_end(epoch, p.history)
+                on_epoch_end(epoch, p.history, dict(vm, loss=val_loss))
             if p.stopped_early:
                 log.info(f"Early stopping after {config.patience} epochs without improvement")
                 break

@@ -35,7 +35,7 @@ def regression_metrics(pred, target) -> dict:
     return {
         "mae": float(err.mean()),
         "correlation": correlation(pred, target),
-        "r2": r2_score(pred, target),
+        "r2_score": r2_score(pred, target),
         "accuracy_5pct": float(np.mean(err < 0.05)),
         "accuracy_10pct": float(np.mean(err < 0.10)),
     }
@@ -61,3 +61,124 @@ def quality_metrics(pred, target) -> dict:
         "rmse": float(np.sqrt(np.square(pred - target).mean())) if pred.size else 0.0,
         "count": int(pred.size),
     }
+
+
+def _as_pair(pred, target):
+    pred = np.asarray(pred, np.float64).ravel()
+    target = np.asarray(target, np.float64).ravel()
+    if pred.shape != target.shape:
+        raise ValueError(f"predictions ({pred.size}) and targets ({target.size}) differ in length")
+    return pred, target
+
+
+def _tied_pairs(*columns) -> int:
+    """Pairs of rows equal in every given column."""
+    _, counts = np.unique(np.stack(columns, axis=1), axis=0, return_counts=True)
+    return int(np.sum(counts * (counts - 1) // 2))
+
+
+def ranking_accuracy(pred, target) -> float:
+    """The share of pairs that the predictions order as the targets do: the plan's
+    ``_calculate_ranking_accuracy`` without its O(n^2) loop (n log n: about 0.2 s for 100,000 rows here).
+
+    On pairs without ties this is the plan's count exactly: (1 + Kendall's tau-a) / 2. The plan's
+    loop compares ``t_i > t_j`` with ``p_i > p_j``, so a pair tied on one side only counts as agreeing
+    or not depending on which row comes first; here it counts one half, the plan's count averaged
+    over row orders. Pairs tied on both sides agree, as in the plan. 1.0 for fewer than two rows.
+    """
+    from scipy.stats import kendalltau
+
+    pred, target = _as_pair(pred, target)
+    n = pred.size
+    if n < 2:
+        return 1.0
+    total = n * (n - 1) // 2
+    tied_t, tied_p, tied_both = _tied_pairs(target), _tied_pairs(pred), _tied_pairs(target, pred)
+    untied = total - tied_t - tied_p + tied_both  # concordant + discordant
+    if untied > 0:
+        tau_b = kendalltau(pred, target)[0]  # (C - D) / sqrt((total - tied_t) (total - tied_p))
+        c_minus_d = round(float(tau_b) * np.sqrt(float(total - tied_t) * float(total - tied_p)))
+        concordant = (untied + c_minus_d) / 2
+    else:
+        concordant = 0.0
+    one_side = (tied_t - tied_both) + (tied_p - tied_both)
+    return float((concordant + tied_both + 0.5 * one_side) / total)
+
+
+def skewness(x) -> float:
+    """Fisher-Pearson skewness (``scipy.stats.skew``, biased); 0.0 below three rows or for constant x."""
+    x = np.asarray(x, np.float64).ravel()
+    if x.size < 3:
+        return 0.0
+    d = x - x.mean()
+    m2 = np.mean(d**2)
+    if m2 <= 1e-30 * max(1.0, np.mean(x**2)):
+        return 0.0
+    return float(np.mean(d**3) / m2**1.5)
+
+
+BAND_NAMES = ("low", "medium", "high")
+
+
+def band_masks(target, bands=(0.6, 0.8)) -> dict:
+    """Rows per quality band: low < bands[0] <= medium < bands[1] <= high."""
+    target = np.asarray(target, np.float64).ravel()
+    which = np.digitize(target, bands)  # 0 low, 1 medium, 2 high
+    return {name: which == i for i, name in enumerate(BAND_NAMES)}
+
+
+def error_by_quantile(pred, target, quantiles: int = 4) -> list[dict]:
+    """MAE and mean signed error per label quantile (equal-count bins of the targets, lowest
+    first): the view that stays informative when labels cluster in one band."""
+    pred, target = _as_pair(pred, target)
+    if pred.size == 0:
+        return []
+    order = np.argsort(target, kind="stable")
+    rows = []
+    for i, idx in enumerate(np.array_split(order, min(quantiles, pred.size))):
+        err = pred[idx] - target[idx]
+        rows.append({"quantile": i + 1, "label_min": float(target[idx].min()), "label_max": float(target[idx].max()),
+                     "count": int(idx.size), "mae": float(np.abs(err).mean()), "bias": float(err.mean())})
+    return rows
+
+
+def comprehensive_metrics(pred, target, bands=(0.6, 0.8)) -> dict:
+    """The plan's ``calculate_comprehensive_metrics`` set under its names, plus SRCC and KRCC.
+
+    mse, rmse, mae, r2_score, correlation (Pearson), accuracy_5pct / 10pct / 15pct (share of
+    |error| < 0.05 / 0.10 / 0.15), error_std, error_skewness, per band (``bands`` edges; the plan's
+    0.6 / 0.8 by default) ``{band}_quality_mae`` / ``_correlation`` / ``_samples``, ranking_accuracy,
+    srcc, krcc, prediction_range, target_range, sample_count. Every value is a finite number, also
+    for no rows, one row, constant predictions and empty bands (0.0 there; correlations 0.0 where
+    undefined; ranking accuracy 1.0 below two rows, as the plan).
+    """
+    pred, target = _as_pair(pred, target)
+    n = pred.size
+    err = pred - target
+    q = quality_metrics(pred, target)
+    out = {
+        "mse": float(np.mean(err**2)) if n else 0.0,
+        "rmse": q["rmse"],
+        "mae": q["mae"],
+        "r2_score": r2_score(pred, target) if n else 0.0,
+        "correlation": q["plcc"],
+        "accuracy_5pct": float(np.mean(np.abs(err) < 0.05)) if n else 0.0,
+        "accuracy_10pct": float(np.mean(np.abs(err) < 0.10)) if n else 0.0,
+        "accuracy_15pct": float(np.mean(np.abs(err) < 0.15)) if n else 0.0,
+        "error_std": float(np.std(err)) if n else 0.0,
+        "error_skewness": skewness(err),
+    }
+    for name, m in band_masks(target, bands).items():
+        k = int(m.sum())
+        out[f"{name}_quality_mae"] = float(np.abs(err[m]).mean()) if k else 0.0
+        out[f"{name}_quality_correlation"] = correlation(pred[m], target[m])
+        out[f"{name}_quality_samples"] = k
+    out.update(
+        ranking_accuracy=ranking_accuracy(pred, target),
+        srcc=q["srcc"],
+        krcc=q["krcc"],
+        prediction_range=float(np.ptp(pred)) if n else 0.0,
+        target_range=float(np.ptp(target)) if n else 0.0,
+        sample_count=int(n),
+    )
+    return out

@@ -22,7 +22,7 @@ from .config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig, save_co
 from .data import split_rows
 from .pipeline import package_versions
 from .features import backbone_hash, build_inputs, default_cache_dir
-from .fit import FitProgress, FitResult, TrainingError, fit, predict
+from .fit import FitProgress, FitResult, TrainingError, fit, history_keys, predict
 from .metrics import quality_metrics
 from .models import PREDICTOR, count_params, merge_backbone
 from .variables import init_variables, with_head_bias, with_input_norm
@@ -36,6 +36,15 @@ def _json_dump(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
     tmp.replace(path)
+
+
+def _truncate_jsonl(path: Path, epochs: int) -> None:
+    """Keeps the first ``epochs`` epochs' lines of a run's ``metrics.jsonl`` (a resumed run rewrites
+    the epochs after its checkpoint)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] <= epochs]
+    path.write_text("".join(line + "\n" for line in keep))
 
 
 def trainable_params(trainer: Trainer, params: dict) -> int:
@@ -126,8 +135,16 @@ def train_run(
         f"learning rate {config.learning_rate}; run folder {out}"
     )
 
-    def after_epoch(epoch, history):
+    metrics_log = out / "metrics.jsonl"
+    if not plan.resume:
+        metrics_log.unlink(missing_ok=True)
+
+    def after_epoch(epoch, history, val_metrics):
         _json_dump(out / "history.json", history)
+        row = {"epoch": epoch + 1, **{k: v[-1] for k, v in history.items()},
+               **{f"val_{k}": v for k, v in val_metrics.items()}}
+        with metrics_log.open("a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
 
@@ -136,7 +153,8 @@ def train_run(
     try:
         progress = None
         if plan.resume:
-            state, progress = FitProgress.from_checkpoints(checkpoints, state)
+            state, progress = FitProgress.from_checkpoints(checkpoints, state, history_keys(config))
+            _truncate_jsonl(metrics_log, progress.next_epoch)
         result = fit(state, config, train, val, checkpoints=checkpoints, progress=progress, on_epoch_end=after_epoch)
     except TrainingError as e:
         last = checkpoints.latest_epoch()

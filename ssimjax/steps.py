@@ -27,7 +27,7 @@ import optax
 
 from .config import TrainConfig
 from .data import normalize
-from .losses import get_loss, mae_loss
+from .losses import ADAPTIVE_KEY, LossSpec, adaptive_weights, init_adaptive_params, mae_loss
 from .models import QualityModel, make_model
 from .variables import init_variables
 from .optim import make_optimizer
@@ -48,7 +48,13 @@ class TrainState(flax.struct.PyTreeNode):
 
     @property
     def variables(self) -> dict:
-        return {"params": self.params, "batch_stats": self.batch_stats}
+        """The model's variables (what ``model.apply`` takes): without the adaptive loss's weights."""
+        return {"params": model_params(self.params), "batch_stats": self.batch_stats}
+
+
+def model_params(params: dict) -> dict:
+    """``params`` without the adaptive loss's logits (which train beside the model's)."""
+    return {k: v for k, v in params.items() if k != ADAPTIVE_KEY} if ADAPTIVE_KEY in params else params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +65,7 @@ class Trainer:
     """
 
     model: QualityModel
-    loss: str = "mse"
+    loss: LossSpec = LossSpec()
     freeze_backbone: bool = True
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
@@ -69,7 +75,7 @@ class Trainer:
     @classmethod
     def from_config(cls, config: TrainConfig) -> "Trainer":
         return cls(
-            model=make_model(config), loss=config.loss, freeze_backbone=config.freeze_backbone,
+            model=make_model(config), loss=LossSpec.from_config(config), freeze_backbone=config.freeze_backbone,
             learning_rate=config.learning_rate, weight_decay=config.weight_decay,
             grad_clip_norm=config.grad_clip_norm, backbone_lr_multiplier=config.backbone_lr_multiplier,
         )
@@ -79,11 +85,14 @@ class Trainer:
         return make_optimizer(self)
 
     def init_state(self, variables: dict, seed: int) -> TrainState:
+        params = variables["params"]
+        if self.loss.has_params and ADAPTIVE_KEY not in params:
+            params = {**params, ADAPTIVE_KEY: init_adaptive_params()}
         return TrainState(
             step=jnp.asarray(0, jnp.int32),
-            params=variables["params"],
+            params=params,
             batch_stats=variables["batch_stats"],
-            opt_state=self.tx.init(variables["params"]),
+            opt_state=self.tx.init(params),
             rng=jax.random.fold_in(jax.random.PRNGKey(seed), _TRAIN),
         )
 
@@ -130,16 +139,16 @@ def _features_for_training(state: TrainState, batch, trainer: Trainer) -> jax.Ar
 
 
 def train_step(state: TrainState, batch, *, trainer: Trainer) -> tuple[TrainState, dict]:
-    """One optimiser step. Returns the new state and ``{'loss', 'mae', 'pred'}`` for the batch."""
+    """One optimiser step. Returns the new state and ``{'loss', 'mae', 'pred'}`` for the batch, plus
+    ``loss_weights`` (3,) with the adaptive loss."""
     mask = batch["mask"]
     target = batch["ssim"]
     model = trainer.model
     dropout_key = jax.random.fold_in(jax.random.fold_in(state.rng, _DROPOUT), state.step)
-    loss_fn = get_loss(trainer.loss)
     backbone_trains = not trainer.freeze_backbone and "image" in batch
 
     def objective(params):
-        variables = {"params": params, "batch_stats": state.batch_stats}
+        variables = {"params": model_params(params), "batch_stats": state.batch_stats}
         rngs = {"dropout": dropout_key}
         if backbone_trains:
             (pred, _), updates = model.apply(
@@ -155,13 +164,16 @@ def train_step(state: TrainState, batch, *, trainer: Trainer) -> tuple[TrainStat
             )
             new_stats = {**state.batch_stats, **updates.get("batch_stats", {})}
         pred = pred[:, 0]
-        return loss_fn(pred, target, mask), (pred, new_stats)
+        return trainer.loss(pred, target, mask, params), (pred, new_stats)
 
     (loss, (pred, new_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = trainer.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats, opt_state=opt_state)
-    return new_state, {"loss": loss, "mae": mae_loss(pred, target, mask), "pred": pred}
+    metrics = {"loss": loss, "mae": mae_loss(pred, target, mask), "pred": pred}
+    if trainer.loss.has_params:
+        metrics["loss_weights"] = adaptive_weights(params[ADAPTIVE_KEY])
+    return new_state, metrics
 
 
 def eval_step(state: TrainState, batch, *, trainer: Trainer) -> jax.Array:

@@ -54,6 +54,6 @@ def test_regression_metrics():
     assert m["mae"] == pytest.approx(np.abs(PRED - TARGET).mean(), rel=1e-6)
     assert m["accuracy_10pct"] == pytest.approx(np.mean(np.abs(PRED - TARGET) < 0.1))
     r2 = 1 - np.sum((PRED - TARGET) ** 2) / np.sum((TARGET - TARGET.mean()) ** 2)
-    assert m["r2"] == pytest.approx(r2, rel=1e-5)
+    assert m["r2_score"] == pytest.approx(r2, rel=1e-5)
     # Undefined correlation (constant predictions) is reported as 0, not NaN.
     assert regression_metrics(np.full(5, 0.5), TARGET[:5])["correlation"] == 0.0
