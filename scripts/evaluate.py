@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     except (DataError, RunError, PackageError) as e:
         _cli.fail(str(e), 1)
     sources = inputs.pop("source").astype(str)
+    inputs.pop("path")
     pred = predict(run.trainer, run.state, inputs, run.config.eval_batch_size)
     result = {"checkpoint": str(args.checkpoint), "data": facts["manifest"], "overall": quality_metrics(pred, inputs["ssim"]),
               "per_source": {s: quality_metrics(pred[sources == s], inputs["ssim"][sources == s])

@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the ResNet-50 from torchvision's ImageNet weights (downloaded by torchvision when "
                    "online), from a local torchvision-format .pth state dict, or from a seeded random init (none, "
                    "the default); needs the bridge extra")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="skip RUN/report/ (figures, training_dashboard.html, robustness / benchmark / feature-importance "
+                   "analyses of the validation images)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--skip-invalid", action="store_true", help="train on the valid rows, skipping invalid ones")
     p.add_argument("--cache-dir", help="demo data and feature cache (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
@@ -194,7 +197,7 @@ def main(argv=None) -> int:
 
     try:
         result, out = train_run(plan=plan, skip_invalid=args.skip_invalid, cache_dir=args.cache_dir,
-                                demo_count=args.demo_count, icon_count=args.icon_count)
+                                demo_count=args.demo_count, icon_count=args.icon_count, report=args.report)
         write_torch_model(out, plan.config)
     except (DataError, RunError, TrainingError, CheckpointError, ConfigError, PackageError) as e:
         _cli.fail(str(e), 1)
@@ -205,6 +208,8 @@ def main(argv=None) -> int:
     print(f"best epoch {result.best_epoch + 1}/{result.epochs_completed}: val loss {m['loss']:.4f}, "
           f"val correlation {m['correlation']:.4f}, val MAE {m['mae']:.4f}; run folder {out}")
     test = json.loads((out / "summary.json").read_text()).get("test_metrics")
+    if args.report:
+        print(f"dashboard: {out / 'report' / 'training_dashboard.html'}")
     if test:
         print(f"held-out icon set {plan.config.test_source!r} ({test['count']} images): SRCC {test['srcc']:.4f}, "
               f"PLCC {test['plcc']:.4f}, MAE {test['mae']:.4f}")

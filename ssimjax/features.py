@@ -109,7 +109,7 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
     Frozen backbone: cached features (extracted for the images not yet in the cache), keyed by
     ``weights_sha`` (the backbone's :func:`backbone_hash`, computed when not given). Otherwise: the
     preprocessed uint8 images. Plus ``stats`` when the model takes image statistics, ``ssim`` and
-    ``source`` (the manifest's column, '' where it has none). Returns
+    ``source`` (the manifest's column, '' where it has none) and ``path`` (each row's image file). Returns
     ``(inputs, facts about the data for config.json, timings)``.
     """
     t0 = time.perf_counter()
@@ -180,6 +180,7 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
         inputs["stats"] = np.stack([stats[sha] for _, sha in kept]).astype(np.float32)
     inputs["ssim"] = np.asarray([row.ssim for row, _ in kept], np.float32)
     inputs["source"] = np.asarray([row.source or "" for row, _ in kept], dtype=object)
+    inputs["path"] = np.asarray([str(row.image) for row, _ in kept], dtype=object)
     facts = dict(
         manifest=str(manifest.resolve()), manifest_sha256=file_sha256(manifest), rows=total_rows,
         valid_rows=len(kept), skipped_rows=len(problems), preprocessing=PREPROCESS_VERSION,

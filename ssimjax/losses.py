@@ -178,16 +178,19 @@ def get_loss(name: str):
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_FUNCTIONS)}") from None
 
 
-def batched_loss(spec: LossSpec, pred, target, batch_size: int, params=None):
+def batched_loss(spec: LossSpec, pred, target, batch_size: int, params=None, mask=None):
     """The loss as an epoch reports it: ``spec`` over consecutive batches of ``batch_size`` rows (the
     last one masked where short), averaged weighted by each batch's real rows, as the plan's
     ``validate_epoch`` averages ``loss.item() * batch_size``. Validation uses this so that its loss
-    is computed the way training's is (whose per-batch losses are averaged the same way)."""
+    is computed the way training's is (whose per-batch losses are averaged the same way).
+    ``mask`` (N,) marks real rows when the arrays are padded at the end."""
     n = pred.shape[0]
     nb = -(-n // batch_size)
     pad = nb * batch_size - n
+    real = jnp.ones((n,), bool) if mask is None else mask.astype(bool)
     p = jnp.concatenate([pred, jnp.zeros((pad,), pred.dtype)]).reshape(nb, batch_size)
     t = jnp.concatenate([target, jnp.zeros((pad,), target.dtype)]).reshape(nb, batch_size)
-    m = (jnp.arange(nb * batch_size) < n).reshape(nb, batch_size)
+    m = jnp.concatenate([real, jnp.zeros((pad,), bool)]).reshape(nb, batch_size)
     per_batch = jax.vmap(lambda a, b, c: spec(a, b, c, params))(p, t, m)
-    return jnp.sum(per_batch * jnp.sum(m, axis=1)) / n
+    counts = jnp.sum(m, axis=1).astype(pred.dtype)
+    return jnp.sum(jnp.where(counts > 0, per_batch, 0.0) * counts) / jnp.maximum(jnp.sum(counts), 1.0)

@@ -38,6 +38,18 @@ def _json_dump(path: Path, obj) -> None:
     tmp.replace(path)
 
 
+def _write_report(out: Path, trainer, state, val: dict, val_paths, predictions: dict, config) -> None:
+    from .analysis import run_analyses
+    from .report import write_predictions, write_report
+
+    t0 = time.perf_counter()
+    write_predictions(out / "report" / "predictions.csv", predictions)
+    run_analyses(trainer, state, list(val_paths), val, out / "report", batch_size=config.batch_size, seed=config.seed)
+    t1 = time.perf_counter()
+    written = write_report(out)
+    log.info(f"report: {written['dashboard']} (analyses {t1 - t0:.1f} s, figures {time.perf_counter() - t1:.1f} s)")
+
+
 def _truncate_jsonl(path: Path, epochs: int) -> None:
     """Keeps the first ``epochs`` epochs' lines of a run's ``metrics.jsonl`` (a resumed run rewrites
     the epochs after its checkpoint)."""
@@ -74,6 +86,7 @@ def train_run(
     resume: bool = False,
     skip_invalid: bool = False,
     cache_dir: str | Path | None = None,
+    report: bool = True,
     demo_count: int = DEFAULT_DEMO_COUNT,
     icon_count: int = DEFAULT_ICON_COUNT,
     backbone: tuple[dict, dict] | None = None,
@@ -86,7 +99,8 @@ def train_run(
     ``backbone`` is ``(variables, facts)``: the backbone's ``{'params', 'batch_stats'}`` to start
     from (e.g. converted torchvision weights) and what to record about them in ``config.json``.
     ``plan`` (from :func:`ssimjax.start.plan_run`) replaces ``config``/``data``/``out``/``resume``/
-    ``backbone``.
+    ``backbone``. With ``report`` the run ends with robustness, benchmark and feature-importance
+    analyses of its validation images and ``report/`` (:func:`ssimjax.report.write_report`).
     """
     if plan is None:
         plan = plan_run(config, out=out, resume=resume, data=data,
@@ -107,6 +121,7 @@ def train_run(
     inputs, facts, input_timings = build_inputs(trainer, state.variables, data, cache_dir, skip_invalid, weights_sha)
     timings.update(input_timings)
     sources = inputs.pop("source")
+    paths = inputs.pop("path")
     train_idx, val_idx, test_idx = split_rows(sources, config.validation_split, config.seed, config.test_source)
     train, val, test = ({k: v[idx] for k, v in inputs.items()} for idx in (train_idx, val_idx, test_idx))
     names, counts = np.unique(sources.astype(str), return_counts=True)
@@ -165,10 +180,14 @@ def train_run(
     timings["training_s"] = time.perf_counter() - t0
     epoch_times = result.history["epoch_time"]
     timings["median_epoch_s"] = float(np.median(epoch_times)) if epoch_times else None
-    val_quality = quality_metrics(predict(trainer, result.state, val, config.eval_batch_size), val["ssim"])
+    val_pred = predict(trainer, result.state, val, config.eval_batch_size)
+    val_quality = quality_metrics(val_pred, val["ssim"])
+    predictions = {"val": (paths[val_idx], val_pred, val["ssim"])}
     test_metrics = None
     if len(test_idx):
-        test_metrics = quality_metrics(predict(trainer, result.state, test, config.eval_batch_size), test["ssim"])
+        test_pred = predict(trainer, result.state, test, config.eval_batch_size)
+        predictions["test"] = (paths[test_idx], test_pred, test["ssim"])
+        test_metrics = quality_metrics(test_pred, test["ssim"])
         log.info(f"held-out source {config.test_source!r} ({len(test_idx)} images, never trained on): "
                  f"SRCC {test_metrics['srcc']:.4f}, PLCC {test_metrics['plcc']:.4f}, MAE {test_metrics['mae']:.4f}")
     _json_dump(out / "history.json", result.history)
@@ -177,5 +196,7 @@ def train_run(
         stopped_early=result.stopped_early, best_val_metrics=result.best_val_metrics, val_quality=val_quality,
         test_source=config.test_source, test_metrics=test_metrics, timings=timings,
     ))
+    if report:
+        _write_report(out, trainer, result.state, val, paths[val_idx], predictions, config)
     log.info("timings: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in timings.items()))
     return result, out
