@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip RUN/report/ (figures, training_dashboard.html, robustness / benchmark / feature-importance "
                    "analyses of the validation images)")
+    p.add_argument("--distributed", action="store_true",
+                   help="several hosts: call jax.distributed.initialize() first (coordinator, process count and id "
+                   "from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID or the cluster launcher); batches "
+                   "are then split over every host's devices")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--skip-invalid", action="store_true", help="train on the valid rows, skipping invalid ones")
     p.add_argument("--cache-dir", help="demo data and feature cache (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
@@ -163,11 +167,19 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _cli.setup_logging()
+    if args.distributed:
+        import jax
+
+        try:
+            jax.distributed.initialize()
+        except (RuntimeError, ValueError) as e:
+            _cli.fail(f"--distributed: jax.distributed.initialize() failed: {e}", 1)
     from ssimjax.checkpoint import CheckpointError
     from ssimjax.config import PLAN_MODEL, ConfigError, TrainConfig
     from ssimjax.data import DataError
     from ssimjax.fit import TrainingError
     from ssimjax.npm import PackageError
+    from ssimjax.parallel import ParallelError
     from ssimjax.run import train_run
     from ssimjax.start import RunError, plan_run
 
@@ -199,7 +211,7 @@ def main(argv=None) -> int:
         result, out = train_run(plan=plan, skip_invalid=args.skip_invalid, cache_dir=args.cache_dir,
                                 demo_count=args.demo_count, icon_count=args.icon_count, report=args.report)
         write_torch_model(out, plan.config)
-    except (DataError, RunError, TrainingError, CheckpointError, ConfigError, PackageError) as e:
+    except (DataError, RunError, TrainingError, CheckpointError, ConfigError, PackageError, ParallelError) as e:
         _cli.fail(str(e), 1)
     except KeyboardInterrupt:
         _cli.fail(f"interrupted; the checkpoints written so far are kept. Continue with: "

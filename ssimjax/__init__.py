@@ -3,12 +3,15 @@
 The pure pieces (model, losses, optimiser, steps) are importable from here. The stages of a run
 each have a module: ``data`` (manifests, images), ``features`` (model inputs and the feature
 cache), ``steps`` (pure steps), ``fit`` (the epoch loop), ``checkpoint``, ``predict`` (a run
-loaded back), ``start`` (how a run starts) and ``run`` (the orchestration).
+loaded back), ``start`` (how a run starts), ``run`` (the orchestration), ``validation``
+(cross-validation), ``analysis`` (robustness, speed, feature importance) and ``report``.
 """
 
 from .config import ConfigError, TrainConfig
-from .losses import combined_loss, get_loss, huber_loss, mae_loss, mse_loss
-from .metrics import regression_metrics
+from .losses import (
+    LossSpec, adaptive_loss, combined_loss, get_loss, huber_loss, mae_loss, mse_loss, quality_aware_loss, ranking_loss,
+)
+from .metrics import comprehensive_metrics, quality_metrics, ranking_accuracy, regression_metrics
 from .models import BACKBONE, PREDICTOR, BatchNorm, Predictor, QualityModel, ResNet, make_model, merge_backbone, split_backbone
 from .variables import init_variables
 from .optim import advance_learning_rate, make_optimizer
@@ -23,5 +26,6 @@ __all__ = [
     "TrainState", "Trainer", "advance_learning_rate", "combined_loss", "create_train_state", "epoch_batches",
     "eval_step", "extract_features", "get_loss", "huber_loss", "init_variables", "mae_loss", "make_model",
     "make_optimizer", "merge_backbone", "mse_loss", "regression_metrics", "split_backbone", "train_epoch",
-    "train_step",
+    "train_step", "LossSpec", "adaptive_loss", "quality_aware_loss", "ranking_loss", "comprehensive_metrics",
+    "quality_metrics", "ranking_accuracy",
 ]

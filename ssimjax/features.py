@@ -27,6 +27,7 @@ from .data import (
     resize_224,
 )
 from .models import split_backbone
+from .parallel import replicate, round_up
 from .stats import STATS_VERSION, image_statistics
 from .steps import Trainer, jit_extract_features
 
@@ -93,7 +94,11 @@ def backbone_hash(variables: dict) -> str:
 
 def extract_features(trainer: Trainer, variables: dict, images_uint8: np.ndarray,
                      batch_size: int = FEATURE_BATCH) -> np.ndarray:
-    """Backbone features (N, D) in inference mode; images travel as uint8, one compilation."""
+    """Backbone features (N, D) in inference mode; images travel as uint8, one compilation. With
+    the trainer's mesh each batch is split over the devices (``batch_size`` rounded up to a
+    multiple of their count)."""
+    batch_size = round_up(batch_size, trainer.mesh)
+    variables = replicate(variables, trainer.mesh)
     with tqdm(total=-(-len(images_uint8) // batch_size), desc="backbone features", unit="batch", leave=False,
               disable=None) as bar:
         return apply_in_batches(

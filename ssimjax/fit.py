@@ -24,6 +24,7 @@ from .config import TrainConfig
 from .losses import ADAPTIVE_COMPONENTS, LossSpec, batched_loss
 from .metrics import comprehensive_metrics, correlation
 from .optim import advance_learning_rate, current_learning_rate
+from .parallel import check_batch_size, replicate, round_up
 from .steps import Trainer, TrainState, epoch_batches
 
 log = logging.getLogger("ssimjax")
@@ -192,6 +193,7 @@ def fit(
     checkpoints: RunCheckpoints | None = None,
     progress: FitProgress | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    mesh=None,
 ) -> FitResult:
     """Trains ``state`` on ``train`` and validates on ``val`` each epoch.
 
@@ -201,9 +203,14 @@ def fit(
     ``config.batch_size`` rows, averaged weighted by rows (:func:`ssimjax.losses.batched_loss`).
     With ``checkpoints`` every epoch is saved;
     ``progress`` (from :meth:`FitProgress.from_checkpoints`) continues a run where it stopped,
-    reproducing the history an uninterrupted run would have written.
+    reproducing the history an uninterrupted run would have written. With ``mesh`` (a
+    :func:`ssimjax.parallel.data_mesh`) every batch is split over its devices; the state and the
+    data stay replicated.
     """
-    trainer = Trainer.from_config(config)
+    check_batch_size(config.batch_size, mesh)
+    trainer = Trainer.from_config(config, mesh)
+    eval_batch = round_up(config.eval_batch_size, mesh)  # padded and masked: any size works
+    state = replicate(state, mesh)
     spec = LossSpec.from_config(config)
     p = progress if progress is not None else FitProgress(history={k: [] for k in history_keys(config)})
     start = p.next_epoch
@@ -213,8 +220,8 @@ def fit(
 
     features_mode = "features" in train
     if features_mode:  # device arrays once, not per epoch
-        train = {k: jnp.asarray(v) for k, v in train.items()}
-    val_inputs = {k: jnp.asarray(v) for k, v in _model_inputs(val).items()}  # on the device once
+        train = replicate({k: jnp.asarray(v) for k, v in train.items()}, mesh)
+    val_inputs = replicate({k: jnp.asarray(v) for k, v in _model_inputs(val).items()}, mesh)  # on the device once
     val_targets = np.asarray(val["ssim"], np.float32)
     bar = tqdm(total=config.epochs, initial=min(start, config.epochs), desc="epochs", unit="epoch",
                disable=None if features_mode else True)
@@ -227,7 +234,7 @@ def fit(
             epoch_time = time.perf_counter() - t0
 
             t1 = time.perf_counter()
-            val_preds = predict(trainer, state, dict(val_inputs, ssim=val_targets), config.eval_batch_size)
+            val_preds = predict(trainer, state, dict(val_inputs, ssim=val_targets), eval_batch)
             inference_time = (time.perf_counter() - t1) / len(val_targets)
             val_loss = float(_validation_loss(spec, jnp.asarray(val_preds), jnp.asarray(val_targets), state.params,
                                               config.batch_size))

@@ -20,6 +20,7 @@ import numpy as np
 from .checkpoint import CheckpointError, RunCheckpoints, load_backbone, save_backbone
 from .config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig, save_config
 from .data import split_rows
+from .parallel import data_mesh, describe, round_up
 from .pipeline import package_versions
 from .features import backbone_hash, build_inputs, default_cache_dir
 from .fit import FitProgress, FitResult, TrainingError, fit, history_keys, predict
@@ -115,7 +116,11 @@ def train_run(
         data = resolve_data(data, cache_dir, demo_count, icon_count, log=log.info)
         timings["data_build_s"] = time.perf_counter() - t0
 
-    trainer = Trainer.from_config(config)
+    mesh = data_mesh()  # every local device (every host's, after jax.distributed.initialize())
+    devices = describe(mesh)
+    log.info(f"devices: {devices['count']} x {devices['platform']} ({', '.join(devices['kinds'])})"
+             f"{', batches split over them' if mesh is not None else ''}")
+    trainer = Trainer.from_config(config, mesh)
     state = _initial_state(plan)
     weights_sha = backbone_hash(state.variables)
     inputs, facts, input_timings = build_inputs(trainer, state.variables, data, cache_dir, skip_invalid, weights_sha)
@@ -170,7 +175,8 @@ def train_run(
         if plan.resume:
             state, progress = FitProgress.from_checkpoints(checkpoints, state, history_keys(config))
             _truncate_jsonl(metrics_log, progress.next_epoch)
-        result = fit(state, config, train, val, checkpoints=checkpoints, progress=progress, on_epoch_end=after_epoch)
+        result = fit(state, config, train, val, checkpoints=checkpoints, progress=progress, on_epoch_end=after_epoch,
+                     mesh=mesh)
     except TrainingError as e:
         last = checkpoints.latest_epoch()
         kept = f"checkpoints up to epoch {last + 1} are kept in {out}" if last is not None else "no checkpoint was written"
@@ -180,12 +186,12 @@ def train_run(
     timings["training_s"] = time.perf_counter() - t0
     epoch_times = result.history["epoch_time"]
     timings["median_epoch_s"] = float(np.median(epoch_times)) if epoch_times else None
-    val_pred = predict(trainer, result.state, val, config.eval_batch_size)
+    val_pred = predict(trainer, result.state, val, round_up(config.eval_batch_size, mesh))
     val_quality = quality_metrics(val_pred, val["ssim"])
     predictions = {"val": (paths[val_idx], val_pred, val["ssim"])}
     test_metrics = None
     if len(test_idx):
-        test_pred = predict(trainer, result.state, test, config.eval_batch_size)
+        test_pred = predict(trainer, result.state, test, round_up(config.eval_batch_size, mesh))
         predictions["test"] = (paths[test_idx], test_pred, test["ssim"])
         test_metrics = quality_metrics(test_pred, test["ssim"])
         log.info(f"held-out source {config.test_source!r} ({len(test_idx)} images, never trained on): "
@@ -194,7 +200,7 @@ def train_run(
     _json_dump(out / "summary.json", dict(
         best_epoch=result.best_epoch + 1, epochs_completed=result.epochs_completed,
         stopped_early=result.stopped_early, best_val_metrics=result.best_val_metrics, val_quality=val_quality,
-        test_source=config.test_source, test_metrics=test_metrics, timings=timings,
+        test_source=config.test_source, test_metrics=test_metrics, timings=timings, devices=devices,
     ))
     if report:
         _write_report(out, trainer, result.state, val, paths[val_idx], predictions, config)

@@ -31,6 +31,7 @@ from .losses import ADAPTIVE_KEY, LossSpec, adaptive_weights, init_adaptive_para
 from .models import QualityModel, make_model
 from .variables import init_variables
 from .optim import make_optimizer
+from .parallel import shard_batch
 
 # Stream tags folded into the run's key, so each use of randomness has its own stream.
 _TRAIN = 1
@@ -71,11 +72,14 @@ class Trainer:
     weight_decay: float = 1e-4
     grad_clip_norm: float = 1.0
     backbone_lr_multiplier: float = 0.1
+    # A jax.sharding.Mesh with a 'data' axis: batches are split over its devices (ssimjax.parallel);
+    # None: one device.
+    mesh: Any = None
 
     @classmethod
-    def from_config(cls, config: TrainConfig) -> "Trainer":
+    def from_config(cls, config: TrainConfig, mesh=None) -> "Trainer":
         return cls(
-            model=make_model(config), loss=LossSpec.from_config(config), freeze_backbone=config.freeze_backbone,
+            mesh=mesh, model=make_model(config), loss=LossSpec.from_config(config), freeze_backbone=config.freeze_backbone,
             learning_rate=config.learning_rate, weight_decay=config.weight_decay,
             grad_clip_norm=config.grad_clip_norm, backbone_lr_multiplier=config.backbone_lr_multiplier,
         )
@@ -141,6 +145,7 @@ def _features_for_training(state: TrainState, batch, trainer: Trainer) -> jax.Ar
 def train_step(state: TrainState, batch, *, trainer: Trainer) -> tuple[TrainState, dict]:
     """One optimiser step. Returns the new state and ``{'loss', 'mae', 'pred'}`` for the batch, plus
     ``loss_weights`` (3,) with the adaptive loss."""
+    batch = shard_batch(batch, trainer.mesh)
     mask = batch["mask"]
     target = batch["ssim"]
     model = trainer.model
@@ -178,6 +183,7 @@ def train_step(state: TrainState, batch, *, trainer: Trainer) -> tuple[TrainStat
 
 def eval_step(state: TrainState, batch, *, trainer: Trainer) -> jax.Array:
     """Predicted SSIM (B,) in inference mode (running BatchNorm statistics, no dropout)."""
+    batch = shard_batch(batch, trainer.mesh)
     model = trainer.model
     if "features" in batch:
         pred = model.apply(state.variables, batch["features"], batch.get("stats"),
@@ -189,6 +195,7 @@ def eval_step(state: TrainState, batch, *, trainer: Trainer) -> jax.Array:
 
 def extract_features(variables: dict, images: jax.Array, *, trainer: Trainer) -> jax.Array:
     """Backbone features (B, D) in inference mode, from uint8 or normalised images."""
+    images = shard_batch(images, trainer.mesh)
     return trainer.model.apply(variables, normalize_images(images), method=QualityModel.extract_features)
 
 

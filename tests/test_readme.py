@@ -8,10 +8,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_readme_python_example_runs():
+def test_readme_python_examples_run():
     text = (ROOT / "README.md").read_text()
-    code = re.search(r"## From Python.*?```python\n(.*?)```", text, re.S).group(1)
-    r = subprocess.run([sys.executable, "-c", code + "\nassert predictions.shape == (64,)\n"],
+    section = re.search(r"## From Python(.*?)\n## ", text, re.S).group(1)
+    first, second = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
+    code = first + "\nassert predictions.shape == (64,)\n" + second + "\nassert metrics['sample_count'] == 64\n"
+    r = subprocess.run([sys.executable, "-c", code],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
 
