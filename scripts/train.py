@@ -81,7 +81,7 @@ def write_torch_model(out, config) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from ssimjax.config import (
-        BACKBONES, BASE_LOSSES, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, DEFAULT_TEST_SOURCE, HEAD_INITS, LOSSES,
+        BACKBONES, BASE_LOSSES, COMPUTE_DTYPES, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, DEFAULT_TEST_SOURCE, HEAD_INITS, LOSSES,
         POOLED_STAGES, SCHEDULERS,
     )
 
@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the backbone too, at 0.1x the learning rate")
     p.add_argument("--pooled-stages", choices=POOLED_STAGES,
                    help="backbone features: the last stage pooled (default, the plan) or every stage's")
+    p.add_argument("--compute-dtype", choices=COMPUTE_DTYPES,
+                   help="float32 (default) or bfloat16: mixed precision for the backbone and the MLP's hidden layers "
+                   "(float32 parameters, optimiser, BatchNorm statistics and output)")
     p.add_argument("--backbone", choices=BACKBONES,
                    help="resnet50 (default) or a tiny ResNet for smoke tests")
     p.add_argument("--plan-model", action="store_true",
@@ -146,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the ResNet-50 from torchvision's ImageNet weights (downloaded by torchvision when "
                    "online), from a local torchvision-format .pth state dict, or from a seeded random init (none, "
                    "the default); needs the bridge extra")
+    p.add_argument("--no-export", dest="export", action="store_false",
+                   help="do not write RUN/model.pth (scripts/export_torch.py can write it later)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="skip RUN/report/ (figures, training_dashboard.html, robustness / benchmark / feature-importance "
                    "analyses of the validation images)")
@@ -210,7 +215,8 @@ def main(argv=None) -> int:
     try:
         result, out = train_run(plan=plan, skip_invalid=args.skip_invalid, cache_dir=args.cache_dir,
                                 demo_count=args.demo_count, icon_count=args.icon_count, report=args.report)
-        write_torch_model(out, plan.config)
+        if args.export:
+            write_torch_model(out, plan.config)
     except (DataError, RunError, TrainingError, CheckpointError, ConfigError, PackageError, ParallelError) as e:
         _cli.fail(str(e), 1)
     except KeyboardInterrupt:

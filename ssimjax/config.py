@@ -14,6 +14,7 @@ SCHEDULERS = ("reduce_on_plateau", "cosine_annealing", "step", "constant")
 BACKBONES = ("resnet50", "tiny")
 HEAD_INITS = ("lecun_normal", "kaiming_fan_out")
 POOLED_STAGES = ("last", "all")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # What differs between the plan's model and training defaults and ssimjax's (TrainConfig.plan_model).
 PLAN_MODEL = dict(image_stats=False, backbone_features=True, loss="mse", epochs=50, patience=10)
 DEFAULT_DEMO_COUNT = 400  # images in the built-in generated set
@@ -72,6 +73,9 @@ class TrainConfig:
     backbone_features: bool = False
     # Backbone features: the last stage average-pooled (the plan), or every stage's, concatenated.
     pooled_stages: str = "last"
+    # Compute type of the backbone and the MLP's hidden layers: bfloat16 is mixed precision
+    # (float32 parameters, optimiser, BatchNorm statistics, features and output).
+    compute_dtype: str = "float32"
     # Reproducibility and I/O.
     seed: int = 0
     eval_batch_size: int = 64
@@ -124,6 +128,7 @@ class TrainConfig:
         need(self.backbone_features or self.freeze_backbone, "freeze_backbone",
              "training the backbone needs backbone_features (the MLP must see what it trains)")
         need(self.pooled_stages in POOLED_STAGES, "pooled_stages", f"must be one of {', '.join(POOLED_STAGES)}")
+        need(self.compute_dtype in COMPUTE_DTYPES, "compute_dtype", f"must be one of {', '.join(COMPUTE_DTYPES)}")
         need(self.head_init in HEAD_INITS, "head_init", f"must be one of {', '.join(HEAD_INITS)}")
         need(finite(self.dropout_rate) and 0 <= self.dropout_rate < 1, "dropout_rate", "must be in [0, 1)")
         need(is_int(self.seed) and self.seed >= 0, "seed", "must be a whole number >= 0")

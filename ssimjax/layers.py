@@ -23,6 +23,9 @@ class BatchNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x, mask=None):
+        # Statistics in float32 at least (a bfloat16 input is normalised in float32, returned in bfloat16).
+        in_dtype = x.dtype
+        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         features = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
@@ -48,4 +51,5 @@ class BatchNorm(nn.Module):
                 ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean
                 ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * unbiased
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-        return y * scale + bias
+        out = y * scale + bias
+        return out.astype(in_dtype) if in_dtype == jnp.bfloat16 else out

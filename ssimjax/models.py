@@ -60,7 +60,8 @@ def backbone_feature_dim(name: str, pooled_stages: str = "last") -> int:
     return last if pooled_stages == "last" else last * 15 // 8
 
 
-def conv(features, kernel, stride=1, padding=0, name=None):
+def conv(features, kernel, stride=1, padding=0, name=None, dtype="float32"):
+    # Parameters stay float32; ``dtype`` is the compute type (bfloat16 for mixed precision).
     return nn.Conv(
         features,
         (kernel, kernel),
@@ -68,6 +69,8 @@ def conv(features, kernel, stride=1, padding=0, name=None):
         padding=((padding, padding), (padding, padding)),
         use_bias=False,
         kernel_init=kaiming_fan_out,
+        dtype=jnp.dtype(dtype),
+        param_dtype=jnp.float32,
         name=name,
     )
 
@@ -79,19 +82,21 @@ class Bottleneck(nn.Module):
     stride: int = 1
     downsample: bool = False
     train: bool = False
+    dtype: str = "float32"
 
     expansion = 4
 
     @nn.compact
     def __call__(self, x, mask=None):
         bn = lambda name: (lambda y: BatchNorm(use_running_average=not self.train, name=name)(y, mask=mask))
-        out = nn.relu(bn("bn1")(conv(self.planes, 1, name="conv1")(x)))
-        out = conv(self.planes, 3, self.stride, 1, name="conv2")(out)
+        dt = self.dtype
+        out = nn.relu(bn("bn1")(conv(self.planes, 1, name="conv1", dtype=dt)(x)))
+        out = conv(self.planes, 3, self.stride, 1, name="conv2", dtype=dt)(out)
         out = nn.relu(bn("bn2")(out))
-        out = bn("bn3")(conv(self.planes * self.expansion, 1, name="conv3")(out))
+        out = bn("bn3")(conv(self.planes * self.expansion, 1, name="conv3", dtype=dt)(out))
         identity = x
         if self.downsample:
-            identity = conv(self.planes * self.expansion, 1, self.stride, name="downsample_conv")(x)
+            identity = conv(self.planes * self.expansion, 1, self.stride, name="downsample_conv", dtype=dt)(x)
             identity = bn("downsample_bn")(identity)
         return nn.relu(out + identity)
 
@@ -106,10 +111,15 @@ class ResNet(nn.Module):
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
     width: int = 64
     pooled_stages: str = "last"
+    # Compute type: float32, or bfloat16 (mixed precision: float32 parameters, BatchNorm
+    # statistics and pooled features; bfloat16 convolutions).
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x, train: bool = False, mask=None):
-        x = conv(self.width, 7, 2, 3, name="conv1")(x)
+        if self.dtype != "float32":
+            x = x.astype(self.dtype)
+        x = conv(self.width, 7, 2, 3, name="conv1", dtype=self.dtype)(x)
         x = BatchNorm(use_running_average=not train, name="bn1")(x, mask=mask)
         x = nn.relu(x)
         # torch's MaxPool2d(3, 2, padding=1) pads with -inf, which is what reduce_window does.
@@ -126,10 +136,11 @@ class ResNet(nn.Module):
                     stride=stride,
                     downsample=(j == 0),
                     train=train,
+                    dtype=self.dtype,
                     name=f"layer{i + 1}_{j}",
                 )(x, mask=mask)
             self.sow("intermediates", f"layer{i + 1}", x)
-            pooled.append(jnp.mean(x, axis=(1, 2)))
+            pooled.append(jnp.mean(x.astype(jnp.promote_types(x.dtype, jnp.float32)), axis=(1, 2)))
         return pooled[-1] if self.pooled_stages == "last" else jnp.concatenate(pooled, axis=-1)
 
 
@@ -159,6 +170,7 @@ class Predictor(nn.Module):
     head_init: str = "lecun_normal"
     num_stats: int = 0
     use_features: bool = True
+    dtype: str = "float32"  # the hidden layers' compute type; the output layer computes in float32
 
     @nn.compact
     def __call__(self, features, stats=None, train: bool = False, mask=None):
@@ -168,11 +180,14 @@ class Predictor(nn.Module):
                 raise ValueError(f"this model needs {self.num_stats} image statistics per row beside the features")
             x = jnp.concatenate([x, InputNorm(self.num_stats, name="input_norm")(stats).astype(x.dtype)], axis=-1)
         for i, h in enumerate(self.hidden_dims):
-            x = nn.Dense(h, kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros, name=f"dense_{i}")(x)
+            x = nn.Dense(h, kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros, dtype=jnp.dtype(self.dtype),
+                         param_dtype=jnp.float32, name=f"dense_{i}")(x)
             if self.use_batch_norm:
                 x = BatchNorm(use_running_average=not train, name=f"bn_{i}")(x, mask=mask)
             x = nn.relu(x)
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        if self.dtype != "float32":
+            x = x.astype(jnp.float32)
         x = nn.Dense(1, kernel_init=normal_init(self.head_init), bias_init=nn.initializers.zeros, name="head")(x)
         return nn.sigmoid(x)
 
@@ -191,12 +206,14 @@ class QualityModel(nn.Module):
     pooled_stages: str = "last"
     # Whether the MLP sees the backbone's features (the plan: yes).
     backbone_features: bool = True
+    compute_dtype: str = "float32"
 
     def setup(self):
         # Attribute names are BACKBONE and PREDICTOR.
-        self.feature_extractor = ResNet(**RESNET_STAGES[self.backbone], pooled_stages=self.pooled_stages)
+        self.feature_extractor = ResNet(**RESNET_STAGES[self.backbone], pooled_stages=self.pooled_stages,
+                                        dtype=self.compute_dtype)
         self.predictor = Predictor(self.hidden_dims, self.dropout_rate, self.use_batch_norm, self.head_init,
-                                   self.num_stats, self.backbone_features)
+                                   self.num_stats, self.backbone_features, dtype=self.compute_dtype)
 
     def __call__(self, images, stats=None, train: bool = False, train_backbone: bool | None = None, mask=None):
         """``train`` drives the predictor; the backbone trains only when ``train_backbone``."""
@@ -224,6 +241,7 @@ def make_model(config: Any) -> QualityModel:
         num_stats=num_stats(config),
         pooled_stages=getattr(config, "pooled_stages", "last"),
         backbone_features=getattr(config, "backbone_features", True),
+        compute_dtype=getattr(config, "compute_dtype", "float32"),
     )
 
 
