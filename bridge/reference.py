@@ -41,7 +41,7 @@ def train_step(model, optimizer, images: torch.Tensor, targets: torch.Tensor) ->
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 @torch.no_grad()

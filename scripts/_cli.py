@@ -26,3 +26,20 @@ def setup_logging(verbose: bool = True) -> None:
 def fail(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def enable_compilation_cache(cache_dir=None) -> None:
+    """JAX's persistent compilation cache under the ssimjax cache folder (``jax-compilation/``), so a
+    second run skips compiling what the first compiled. Off with SSIMJAX_COMPILATION_CACHE=0; an
+    explicit JAX_COMPILATION_CACHE_DIR is left alone."""
+    import os
+
+    if os.environ.get("SSIMJAX_COMPILATION_CACHE", "1") == "0" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    import jax
+
+    from ssimjax.features import default_cache_dir
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    jax.config.update("jax_compilation_cache_dir", str(root / "jax-compilation"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

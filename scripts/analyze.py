@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-invalid", action="store_true")
     p.add_argument("--cache-dir", help="feature cache and built-in sets (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
     args = p.parse_args(argv)
+    _cli.enable_compilation_cache(args.cache_dir)
     if args.samples < 1:
         p.error(f"--samples: must be >= 1 (got {args.samples})")
     _cli.setup_logging()

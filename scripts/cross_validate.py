@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--demo-count", type=int, default=DEFAULT_DEMO_COUNT)
     p.add_argument("--icon-count", type=int, default=DEFAULT_ICON_COUNT)
     args = p.parse_args(argv)
+    _cli.enable_compilation_cache(args.cache_dir)
     _cli.setup_logging()
 
     import numpy as np

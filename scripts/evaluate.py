@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-invalid", action="store_true", help="score the valid rows, skipping invalid ones")
     p.add_argument("--cache-dir", help="feature cache and built-in sets (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
     args = p.parse_args(argv)
+    _cli.enable_compilation_cache(args.cache_dir)
     _cli.setup_logging(verbose=False)
     from pathlib import Path
 

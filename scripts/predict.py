@@ -16,6 +16,7 @@ def main(argv=None) -> int:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="print one JSON object mapping each path to its prediction")
     args = p.parse_args(argv)
+    _cli.enable_compilation_cache()
     _cli.setup_logging(verbose=False)
 
     from ssimjax.data import DataError

@@ -172,6 +172,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _cli.setup_logging()
+    _cli.enable_compilation_cache(args.cache_dir)
     if args.distributed:
         import jax
 

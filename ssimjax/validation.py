@@ -92,13 +92,16 @@ def _padded(index_sets, width):
 
 
 def _fold_epoch(state, best, features, targets, stats, rows, n_rows, val_rows, n_val, epoch, *, trainer, spec,
-                config, batch_size):
+                config, batch_size, guard):
     """One fold's epoch: shuffled batches of its training rows (padding last, masked), validation
     loss and predictions, the schedule's step, and the best epoch so far (lowest val loss)."""
     m = rows.shape[0]
     key = jax.random.fold_in(jax.random.fold_in(state.rng, _SHUFFLE), epoch)
     real = jnp.arange(m) < n_rows
-    order = jnp.argsort(jnp.where(real, jax.random.uniform(key, (m,)), 2.0))
+    # One random number per row position, independent of the padded width: a fold shuffles the same
+    # whether it trains alone or beside longer folds.
+    draws = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(jnp.arange(m))
+    order = jnp.argsort(jnp.where(real, draws, 2.0))
     nb = math.ceil(m / batch_size)
     pad = nb * batch_size - m
     idx = jnp.concatenate([rows[order], jnp.zeros((pad,), rows.dtype)]).reshape(nb, batch_size)
@@ -110,7 +113,10 @@ def _fold_epoch(state, best, features, targets, stats, rows, n_rows, val_rows, n
         if stats is not None:
             batch["stats"] = stats[bidx]
         new, metrics = train_step(state, batch, trainer=trainer)
-        # A batch with no real rows (a fold shorter than the padded width) changes nothing.
+        if not guard:  # every fold has real rows in every batch
+            return new, metrics["loss"] * jnp.sum(bmask)
+        # A batch with no real rows (a fold whose rows end a batch earlier) changes nothing. Costs a
+        # pass over the state per step, so only when some fold has fewer batches than another.
         keep = jnp.any(bmask)
         state = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), new, state)
         return state, jnp.where(keep, metrics["loss"], 0.0) * jnp.sum(bmask)
@@ -135,11 +141,13 @@ def _fold_epoch(state, best, features, targets, stats, rows, n_rows, val_rows, n
     return state, best, train_loss, val_loss
 
 
-@functools.partial(jax.jit, static_argnames=("trainer", "spec", "config", "batch_size"))
+@functools.partial(jax.jit, static_argnames=("trainer", "spec", "config", "batch_size", "guard"))
 def cv_epoch(states, best, features, targets, stats, rows, n_rows, val_rows, n_val, epoch, *, trainer, spec,
-             config, batch_size):
-    """One epoch of every fold at once: :func:`_fold_epoch` vmapped over the stacked states."""
-    fn = functools.partial(_fold_epoch, trainer=trainer, spec=spec, config=config, batch_size=batch_size)
+             config, batch_size, guard=True):
+    """One epoch of every fold at once: :func:`_fold_epoch` vmapped over the stacked states.
+    ``guard``: some fold has fewer batches than another (its extra batches must change nothing)."""
+    fn = functools.partial(_fold_epoch, trainer=trainer, spec=spec, config=config, batch_size=batch_size,
+                           guard=guard)
     return jax.vmap(fn, in_axes=(0, 0, None, None, None, 0, 0, 0, 0, None))(
         states, best, features, targets, stats, rows, n_rows, val_rows, n_val, epoch)
 
@@ -162,10 +170,11 @@ def _vectorised(config, inputs, splits, base_variables):
     args = [jnp.asarray(inputs["features"]), jnp.asarray(inputs["ssim"]),
             None if stats is None else jnp.asarray(stats), jnp.asarray(rows), jnp.asarray(n_rows),
             jnp.asarray(val_rows), jnp.asarray(n_val)]
+    guard = len({-(-int(n) // config.batch_size) for n in n_rows}) > 1
     history = {"train_loss": [], "val_loss": []}
     for epoch in range(config.epochs):
         states, best, train_loss, val_loss = cv_epoch(states, best, *args, epoch, trainer=trainer, spec=spec,
-                                                      config=config, batch_size=config.batch_size)
+                                                      config=config, batch_size=config.batch_size, guard=guard)
         history["train_loss"].append(np.asarray(train_loss))
         history["val_loss"].append(np.asarray(val_loss))
     best = jax.device_get(best)

@@ -66,12 +66,16 @@ def test_folds_train_together_compiled_once_and_match_each_fold_alone():
 
 
 def test_folds_of_unequal_size_do_not_train_on_padding():
-    # 53 rows: folds of 11 and 10; a padded row must never move a fold's weights.
-    config = TrainConfig(hidden_dims=(8,), batch_size=8, epochs=2)
-    inputs = stats_inputs(53, seed=2)
+    # 51 rows: one fold trains on 40 rows (5 batches of 8), the others on 41 (6 batches, the last
+    # with one row): the shorter fold's sixth, all-padding batch must change nothing.
+    config = TrainConfig(hidden_dims=(8,), batch_size=8, epochs=3, learning_rate=1e-2, dropout_rate=0.0)
+    inputs = stats_inputs(51, seed=2)
     together = cross_validate(config, inputs, folds=5)
-    alone = cross_validate(config, inputs, folds=5, fold_subset=[4])["fold_results"][0]
-    assert alone["mae"] == pytest.approx(together["fold_results"][4]["mae"], abs=1e-5)
+    sizes = [r["sample_count"] for r in together["fold_results"]]
+    assert sorted(sizes) == [10, 10, 10, 10, 11]
+    for k in range(5):
+        alone = cross_validate(config, inputs, folds=5, fold_subset=[k])["fold_results"][0]
+        assert alone["mae"] == pytest.approx(together["fold_results"][k]["mae"], abs=1e-5), k
 
 
 def test_cv_epochs_are_capped_at_20():
