@@ -60,6 +60,11 @@ def backbone_feature_dim(name: str, pooled_stages: str = "last") -> int:
     return last if pooled_stages == "last" else last * 15 // 8
 
 
+def _compute_dtype(name: str):
+    # float32: None, i.e. the inputs' and parameters' own type (so a float64 run stays float64).
+    return None if name == "float32" else jnp.dtype(name)
+
+
 def conv(features, kernel, stride=1, padding=0, name=None, dtype="float32"):
     # Parameters stay float32; ``dtype`` is the compute type (bfloat16 for mixed precision).
     return nn.Conv(
@@ -69,7 +74,7 @@ def conv(features, kernel, stride=1, padding=0, name=None, dtype="float32"):
         padding=((padding, padding), (padding, padding)),
         use_bias=False,
         kernel_init=kaiming_fan_out,
-        dtype=jnp.dtype(dtype),
+        dtype=_compute_dtype(dtype),
         param_dtype=jnp.float32,
         name=name,
     )
@@ -180,7 +185,7 @@ class Predictor(nn.Module):
                 raise ValueError(f"this model needs {self.num_stats} image statistics per row beside the features")
             x = jnp.concatenate([x, InputNorm(self.num_stats, name="input_norm")(stats).astype(x.dtype)], axis=-1)
         for i, h in enumerate(self.hidden_dims):
-            x = nn.Dense(h, kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros, dtype=jnp.dtype(self.dtype),
+            x = nn.Dense(h, kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros, dtype=_compute_dtype(self.dtype),
                          param_dtype=jnp.float32, name=f"dense_{i}")(x)
             if self.use_batch_norm:
                 x = BatchNorm(use_running_average=not train, name=f"bn_{i}")(x, mask=mask)
