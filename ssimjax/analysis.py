@@ -118,11 +118,16 @@ def feature_names(trainer: Trainer, num_features: int) -> list[str]:
 def analyze_feature_importance(trainer: Trainer, state: TrainState, inputs: dict, num_samples: int = 100,
                                top: int = 10) -> dict:
     """Gradients of each prediction with respect to the MLP's inputs (``jax.grad``): the backbone
-    features and, for image statistics, their standardised values (what the MLP reads after its
+    features (computed from ``inputs['image']`` when there are no cached ones) and, for image statistics, their standardised values (what the MLP reads after its
     input normalisation, so statistics of different scales compare). Per input: mean / std / max
     absolute gradient over ``num_samples`` rows; the ``top`` inputs by mean absolute gradient."""
     n = min(num_samples, int(np.shape(inputs["ssim"])[0]))
-    feats = jnp.asarray(inputs["features"][:n])
+    if "features" in inputs:
+        feats = jnp.asarray(inputs["features"][:n])
+    else:  # a training backbone: its features for these images, in inference mode
+        from .features import extract_features
+
+        feats = jnp.asarray(extract_features(trainer, state.variables, inputs["image"][:n]))
     stats = jnp.asarray(inputs["stats"][:n]) if "stats" in inputs else None
 
     def total(feats, stats):
