@@ -225,16 +225,22 @@ def train_epoch(state: TrainState, features: jax.Array, targets: jax.Array, epoc
     idx, mask = epoch_batches(state.rng, epoch, features.shape[0], batch_size)
 
     def body(state, xs):
-        bidx, bmask = xs
-        batch = {"features": features[bidx], "ssim": targets[bidx], "mask": bmask}
-        if stats is not None:
-            batch["stats"] = stats[bidx]
+        batch = gather_batch(features, targets, stats, *xs)
         state, metrics = train_step(state, batch, trainer=trainer)
-        return state, dict(metrics, target=batch["ssim"], mask=bmask)
+        return state, dict(metrics, target=batch["ssim"], mask=batch["mask"])
 
     head, restore = without_frozen_backbone(state, trainer)
     head, metrics = jax.lax.scan(body, head, (idx, mask))
     return restore(head), metrics
+
+
+def gather_batch(features, targets, stats, idx, mask) -> dict:
+    """The batch of rows ``idx`` (with its ``mask``) from cached inputs: features, targets and,
+    when the model takes them, image statistics."""
+    batch = {"features": features[idx], "ssim": targets[idx], "mask": mask}
+    if stats is not None:
+        batch["stats"] = stats[idx]
+    return batch
 
 
 def without_frozen_backbone(state: TrainState, trainer: Trainer):

@@ -28,7 +28,7 @@ from .losses import LossSpec, batched_loss
 from .metrics import comprehensive_metrics
 from .models import split_backbone
 from .optim import advance_learning_rate
-from .steps import _SHUFFLE, Trainer, TrainState, create_train_state, eval_step, train_step
+from .steps import _SHUFFLE, Trainer, TrainState, create_train_state, eval_step, gather_batch, train_step
 from .variables import init_variables, with_head_bias, with_input_norm
 
 log = logging.getLogger("ssimjax")
@@ -108,11 +108,8 @@ def _fold_epoch(state, best, features, targets, stats, rows, n_rows, val_rows, n
     mask = (jnp.arange(nb * batch_size) < n_rows).reshape(nb, batch_size)
 
     def body(state, xs):
-        bidx, bmask = xs
-        batch = {"features": features[bidx], "ssim": targets[bidx], "mask": bmask}
-        if stats is not None:
-            batch["stats"] = stats[bidx]
-        new, metrics = train_step(state, batch, trainer=trainer)
+        bmask = xs[1]
+        new, metrics = train_step(state, gather_batch(features, targets, stats, *xs), trainer=trainer)
         if not guard:  # every fold has real rows in every batch
             return new, metrics["loss"] * jnp.sum(bmask)
         # A batch with no real rows (a fold whose rows end a batch earlier) changes nothing. Costs a
