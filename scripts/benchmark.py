@@ -315,9 +315,9 @@ def jax_latency(pixels, repeats: int) -> float:
 def prediction_costs(images_by_size: dict, repeats: int) -> dict:
     """ssimjax's per-image prediction cost from a decoded image, per size: the default model
     (statistics at the image's resolution + MLP) and the plan's (resize + ResNet-50 + MLP)."""
-    from ssimjax.analysis import model_inputs
     from ssimjax.config import TrainConfig
     from ssimjax.fit import predict
+    from ssimjax.predict import model_inputs
     from ssimjax.steps import Trainer, create_train_state
 
     out = {}

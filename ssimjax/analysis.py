@@ -20,25 +20,11 @@ from PIL import Image
 from .fit import predict
 from .metrics import correlation
 from .models import PREDICTOR, QualityModel
-from .stats import STAT_NAMES, image_inputs
+from .predict import model_inputs, predict_images
+from .stats import STAT_NAMES
 from .steps import Trainer, TrainState
 
 NOISE_LEVELS = (0.01, 0.05, 0.1)
-
-
-def model_inputs(trainer: Trainer, images: Sequence[Image.Image]) -> dict:
-    """What the model reads from decoded images: the 224x224 pixels when it sees backbone
-    features, the statistics at each image's own resolution when it takes them."""
-    model = trainer.model
-    inputs = image_inputs(images, with_pixels=model.backbone_features, with_stats=model.num_stats > 0)
-    if not model.backbone_features:  # the MLP reads the statistics alone
-        inputs["features"] = np.zeros((len(images), 0), np.float32)
-    return inputs
-
-
-def predict_images(trainer: Trainer, state: TrainState, images: Sequence[Image.Image], batch_size: int = 16):
-    """Predicted SSIM per decoded image, through the whole model."""
-    return predict(trainer, state, model_inputs(trainer, images), batch_size)
 
 
 def add_noise(img: Image.Image, sigma: float, rng: np.random.Generator) -> Image.Image:
@@ -118,8 +104,9 @@ def feature_names(trainer: Trainer, num_features: int) -> list[str]:
 def analyze_feature_importance(trainer: Trainer, state: TrainState, inputs: dict, num_samples: int = 100,
                                top: int = 10) -> dict:
     """Gradients of each prediction with respect to the MLP's inputs (``jax.grad``): the backbone
-    features (computed from ``inputs['image']`` when there are no cached ones) and, for image statistics, their standardised values (what the MLP reads after its
-    input normalisation, so statistics of different scales compare). Per input: mean / std / max
+    features (computed from ``inputs['image']`` when there are no cached ones) and, for image
+    statistics, their standardised values (what the MLP reads after its input normalisation, so
+    statistics of different scales compare). Per input: mean / std / max
     absolute gradient over ``num_samples`` rows; the ``top`` inputs by mean absolute gradient."""
     n = min(num_samples, int(np.shape(inputs["ssim"])[0]))
     if "features" in inputs:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .batching import apply_in_batches
 from .checkpoint import RunCheckpoints
 from .config import TrainConfig
-from .losses import ADAPTIVE_COMPONENTS, LossSpec, batched_loss
+from .losses import ADAPTIVE_COMPONENTS, batched_loss
 from .metrics import comprehensive_metrics, correlation
 from .optim import advance_learning_rate, current_learning_rate
 from .parallel import check_batch_size, replicate, round_up
@@ -211,7 +211,6 @@ def fit(
     trainer = Trainer.from_config(config, mesh)
     eval_batch = round_up(config.eval_batch_size, mesh)  # padded and masked: any size works
     state = replicate(state, mesh)
-    spec = LossSpec.from_config(config)
     p = progress if progress is not None else FitProgress(history={k: [] for k in history_keys(config)})
     start = p.next_epoch
     if p.stopped_early:
@@ -236,7 +235,7 @@ def fit(
             t1 = time.perf_counter()
             val_preds = predict(trainer, state, dict(val_inputs, ssim=val_targets), eval_batch)
             inference_time = (time.perf_counter() - t1) / len(val_targets)
-            val_loss = float(_validation_loss(spec, jnp.asarray(val_preds), jnp.asarray(val_targets), state.params,
+            val_loss = float(_validation_loss(trainer.loss, jnp.asarray(val_preds), jnp.asarray(val_targets), state.params,
                                               config.batch_size))
             if not math.isfinite(val_loss):
                 raise TrainingError(f"epoch {epoch + 1}: validation loss is {val_loss}; stopping")

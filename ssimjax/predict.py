@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from .checkpoint import CheckpointError, RunCheckpoints
 from .config import ConfigError, TrainConfig, load_config
@@ -53,11 +54,23 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     return LoadedRun(state, Trainer.from_config(config), config, meta, facts)
 
 
-def predict_files(run: LoadedRun, paths: Sequence[str | Path], batch_size: int = 16) -> np.ndarray:
-    """Predicted SSIM per image file, through the whole model (backbone + predictor; a backbone
+def model_inputs(trainer: Trainer, images: Sequence[str | Path | Image.Image]) -> dict:
+    """What the model reads from image files or decoded images: the 224x224 pixels when it sees
+    backbone features, the statistics at each image's own resolution when it takes them (a backbone
     whose features the MLP does not see is not run)."""
-    model = run.trainer.model
-    inputs = image_inputs(paths, with_pixels=model.backbone_features, with_stats=model.num_stats > 0)
+    model = trainer.model
+    inputs = image_inputs(images, with_pixels=model.backbone_features, with_stats=model.num_stats > 0)
     if not model.backbone_features:  # the MLP reads the statistics alone
-        inputs["features"] = np.zeros((len(paths), 0), np.float32)
-    return predict(run.trainer, run.state, inputs, batch_size)
+        inputs["features"] = np.zeros((len(images), 0), np.float32)
+    return inputs
+
+
+def predict_images(trainer: Trainer, state: TrainState, images: Sequence[str | Path | Image.Image],
+                   batch_size: int = 16) -> np.ndarray:
+    """Predicted SSIM per image file or decoded image, through the whole model."""
+    return predict(trainer, state, model_inputs(trainer, images), batch_size)
+
+
+def predict_files(run: LoadedRun, paths: Sequence[str | Path], batch_size: int = 16) -> np.ndarray:
+    """Predicted SSIM per image file of a loaded run."""
+    return predict_images(run.trainer, run.state, paths, batch_size)

@@ -262,11 +262,12 @@ def without_frozen_backbone(state: TrainState, trainer: Trainer):
         return state, lambda s: s
     head = state.replace(params=params, batch_stats=stats, opt_state=jax.tree_util.tree_unflatten(head_def, leaves))
 
+    frozen_stats = {k: v for k, v in state.batch_stats.items() if k == BACKBONE}
+
     def restore(h: TrainState) -> TrainState:
         return h.replace(
             params={**h.params, BACKBONE: state.params[BACKBONE]},
-            batch_stats={**h.batch_stats, **({BACKBONE: state.batch_stats[BACKBONE]} if BACKBONE in state.batch_stats
-                                             else {})},
+            batch_stats={**h.batch_stats, **frozen_stats},
             opt_state=jax.tree_util.tree_unflatten(full_def, jax.tree_util.tree_leaves(h.opt_state)),
         )
 

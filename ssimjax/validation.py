@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import TrainConfig
-from .losses import LossSpec, batched_loss
+from .losses import batched_loss
 from .metrics import comprehensive_metrics
 from .models import split_backbone
 from .optim import advance_learning_rate
@@ -91,8 +91,8 @@ def _padded(index_sets, width):
     return rows, np.asarray([len(idx) for idx in index_sets], np.int32)
 
 
-def _fold_epoch(state, best, features, targets, stats, rows, n_rows, val_rows, n_val, epoch, *, trainer, spec,
-                config, batch_size, guard):
+def _fold_epoch(state, best, features, targets, stats, rows, n_rows, val_rows, n_val, epoch, *, trainer, config,
+                batch_size, guard):
     """One fold's epoch: shuffled batches of its training rows (padding last, masked), validation
     loss and predictions, the schedule's step, and the best epoch so far (lowest val loss)."""
     m = rows.shape[0]
@@ -126,7 +126,7 @@ def _fold_epoch(state, best, features, targets, stats, rows, n_rows, val_rows, n
         vbatch["stats"] = stats[val_rows]
     pred = eval_step(state, vbatch, trainer=trainer)
     vmask = jnp.arange(val_rows.shape[0]) < n_val
-    val_loss = batched_loss(spec, pred, targets[val_rows], batch_size, state.params, mask=vmask)
+    val_loss = batched_loss(trainer.loss, pred, targets[val_rows], batch_size, state.params, mask=vmask)
     state = state.replace(opt_state=advance_learning_rate(state.opt_state, config, epoch, val_loss))
 
     better = val_loss < best["val_loss"]
@@ -138,12 +138,12 @@ def _fold_epoch(state, best, features, targets, stats, rows, n_rows, val_rows, n
     return state, best, train_loss, val_loss
 
 
-@functools.partial(jax.jit, static_argnames=("trainer", "spec", "config", "batch_size", "guard"))
-def cv_epoch(states, best, features, targets, stats, rows, n_rows, val_rows, n_val, epoch, *, trainer, spec,
-             config, batch_size, guard=True):
+@functools.partial(jax.jit, static_argnames=("trainer", "config", "batch_size", "guard"))
+def cv_epoch(states, best, features, targets, stats, rows, n_rows, val_rows, n_val, epoch, *, trainer, config,
+             batch_size, guard=True):
     """One epoch of every fold at once: :func:`_fold_epoch` vmapped over the stacked states.
     ``guard``: some fold has fewer batches than another (its extra batches must change nothing)."""
-    fn = functools.partial(_fold_epoch, trainer=trainer, spec=spec, config=config, batch_size=batch_size,
+    fn = functools.partial(_fold_epoch, trainer=trainer, config=config, batch_size=batch_size,
                            guard=guard)
     return jax.vmap(fn, in_axes=(0, 0, None, None, None, 0, 0, 0, 0, None))(
         states, best, features, targets, stats, rows, n_rows, val_rows, n_val, epoch)
@@ -154,7 +154,7 @@ def _cv_config(config: TrainConfig) -> TrainConfig:
 
 
 def _vectorised(config, inputs, splits, base_variables):
-    trainer, spec = Trainer.from_config(config), LossSpec.from_config(config)
+    trainer = Trainer.from_config(config)
     stats = inputs.get("stats")
     states = [start_state(config, {k: v[tr] for k, v in inputs.items()}, base_variables, drop_backbone=True)
               for tr, _ in splits]
@@ -170,7 +170,7 @@ def _vectorised(config, inputs, splits, base_variables):
     guard = len({-(-int(n) // config.batch_size) for n in n_rows}) > 1
     history = {"train_loss": [], "val_loss": []}
     for epoch in range(config.epochs):
-        states, best, train_loss, val_loss = cv_epoch(states, best, *args, epoch, trainer=trainer, spec=spec,
+        states, best, train_loss, val_loss = cv_epoch(states, best, *args, epoch, trainer=trainer,
                                                       config=config, batch_size=config.batch_size, guard=guard)
         history["train_loss"].append(np.asarray(train_loss))
         history["val_loss"].append(np.asarray(val_loss))
