@@ -10,6 +10,9 @@ seeded; early stopping on val) and scores the held-out source (SRCC, PLCC, MAE):
   (c) as (b), with every backbone stage average-pooled instead of the last only
   (e) ridge regression on the image statistics alone (the baseline to beat)
   (f) image statistics alone -> MLP: ssimjax's default model
+  (g) as (f), plus one input: the image's SSIM as a small network predicts it pixel by pixel at
+      the image's own resolution, trained on the real pipeline's SSIM maps of the training rows
+      (ssimjax.localmap; an experiment: the run and the torch export cannot build it)
 (d), fine-tuning the backbone, is priced per image on this machine rather than run: see --finetune-cost.
 Backbone features and statistics are computed once (and cached) and shared by every candidate.
 """
@@ -24,6 +27,39 @@ import time
 import numpy as np
 
 import _cli
+
+
+def ssim_map_job(job: tuple) -> tuple:
+    """``(sha, map)``: the real pipeline's SSIM map of one image file, float16 (a worker-process job)."""
+    from ssimjax.data import open_image, read_file
+    from ssimjax.pipeline import conversion_ssim_map
+
+    sha, path = job
+    return sha, conversion_ssim_map(open_image(read_file(path)[0]))[1].astype(np.float16)
+
+
+def ssim_maps(paths, cache_dir, log=print) -> list:
+    """Every image's SSIM map, computed over every core on first use and cached (compressed)
+    under ``cache_dir/ssim-maps`` by the image file's sha256."""
+    import os
+    import tempfile
+
+    from ssimjax.data import read_file
+    from ssimjax.pipeline import run_jobs
+
+    folder = cache_dir / "ssim-maps"
+    folder.mkdir(parents=True, exist_ok=True)
+    shas = [read_file(p)[1] for p in paths]
+    todo = sorted({(sha, p) for sha, p in zip(shas, paths) if not (folder / f"{sha}.npz").is_file()})
+    if todo:
+        t = time.perf_counter()
+        for sha, m in run_jobs(ssim_map_job, todo):
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, map=m)
+            os.replace(tmp, folder / f"{sha}.npz")
+        log(f"SSIM maps of {len(todo)} images computed in {time.perf_counter() - t:.0f}s")
+    return [np.load(folder / f"{sha}.npz")["map"].astype(np.float32) for sha in shas]
 
 
 def ridge_fit_predict(x_train, y_train, x_val, y_val, x_test, alphas=np.logspace(-3, 3, 13)):
@@ -69,7 +105,10 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="a manifest with a 'source' column instead of the built-in set")
     p.add_argument("--cache-dir", help="default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax")
     p.add_argument("--sources", help="comma-separated held-out sources (default: every source)")
-    p.add_argument("--candidates", default="a,b,c,e,f", help="which of a,b,c,e,f to run (default all)")
+    p.add_argument("--candidates", default="a,b,c,e,f",
+                   help="which of a,b,c,e,f,g to run (default a,b,c,e,f; g trains a map network per held-out set)")
+    p.add_argument("--map-steps", type=int, default=1000, help="(g): training steps of the map network (default 1000)")
+    p.add_argument("--map-channels", type=int, default=24, help="(g): the map network's width (default 24)")
     p.add_argument("--finetune-cost", action="store_true", help="also time a ResNet-50 fine-tuning step (d)")
     p.add_argument("--json", metavar="FILE", help="write the results here")
     args = p.parse_args(argv)
@@ -115,6 +154,43 @@ def main(argv=None) -> int:
         res = fit(state, config, part(tr), part(va))
         return predict(Trainer.from_config(config), res.state, part(te), 256)
 
+    if "g" in wanted:
+        from ssimjax import models
+        from ssimjax.data import open_image, read_file, to_rgb
+        from ssimjax.localmap import MapNet, map_scores, train_map_net
+
+        t = time.perf_counter()
+        maps = ssim_maps(list(inputs["path"]), cache_dir)
+        pixels = [np.asarray(to_rgb(open_image(read_file(p)[0])), np.uint8) for p in inputs["path"]]
+        print(f"SSIM maps and pixels ready in {time.perf_counter() - t:.0f}s", flush=True)
+        spec = MapNet(channels=args.map_channels)
+
+        def with_map_score(tr, va, te):
+            t = time.perf_counter()
+            params, _ = train_map_net([pixels[i] for i in tr], [maps[i] for i in tr], spec,
+                                      steps=args.map_steps, seed=base.seed, log=print)
+            t_train = time.perf_counter() - t
+            score = map_scores(params, spec, pixels)
+            print(f"  map network: trained {t_train:.0f}s, scored {len(pixels)} images "
+                  f"{time.perf_counter() - t - t_train:.0f}s; its score alone on the held-out rows: SRCC "
+                  f"{quality_metrics(score[te], y[te])['srcc']:.3f}", flush=True)
+            extended = np.concatenate([stats, score[:, None]], axis=1)
+            # The MLP takes one input more than the statistics. Only this experiment builds such
+            # a model, so the input count is widened here rather than in the library's config.
+            default_count = models.num_stats
+            models.num_stats = lambda config: extended.shape[1]
+            try:
+                state = create_train_state(base_f)
+                state = create_train_state(base_f, with_head_bias(with_input_norm(state.variables, extended[tr]),
+                                                                  float(y[tr].mean())))
+                part = lambda idx: {"features": np.zeros((len(idx), 0), np.float32), "ssim": y[idx],  # noqa: E731
+                                    "stats": extended[idx]}
+                res = fit(state, base_f, part(tr), part(va))
+                return predict(Trainer.from_config(base_f), res.state, part(te), 256)
+            finally:
+                models.num_stats = default_count
+
+    base_f = TrainConfig()
     candidates = {
         "a": ("(a) plan: ResNet-50 features -> MLP",
               lambda tr, va, te: mlp(TrainConfig.plan_model(), last, False, tr, va, te)),
@@ -127,6 +203,8 @@ def main(argv=None) -> int:
         "f": ("(f) statistics -> MLP (default)",
               lambda tr, va, te: mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te)),
     }
+    if "g" in wanted:
+        candidates["g"] = ("(g) statistics + learned SSIM-map score -> MLP", with_map_score)
     results = {}
     for source in held_out:
         tr, va, te = split_rows(sources, base.validation_split, base.seed, source)

@@ -54,13 +54,32 @@ def render_svg(svg: str, width: int, height: int) -> Image.Image:
     return Image.alpha_composite(white, rendered.convert("RGBA")).convert("RGB")
 
 
-def luminance_ssim(a: Image.Image, b: Image.Image) -> float:
+# scikit-image averages the SSIM map without this many pixels at each edge ((win_size - 1) // 2).
+SSIM_MAP_BORDER = 5
+
+
+def _ssim(a: Image.Image, b: Image.Image, full: bool):
     from skimage.metrics import structural_similarity
 
     la = np.asarray(a.convert("L"), np.float64) / 255.0
     lb = np.asarray(b.convert("L"), np.float64) / 255.0
-    return float(structural_similarity(la, lb, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                       use_sample_covariance=False))
+    return structural_similarity(la, lb, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False, full=full)
+
+
+def luminance_ssim(a: Image.Image, b: Image.Image) -> float:
+    return float(_ssim(a, b, full=False))
+
+
+def conversion_ssim_map(img: Image.Image) -> tuple[float, np.ndarray]:
+    """``(ssim, map)``: the real pipeline's SSIM and its per-pixel map (float32, the image's
+    height x width); ``ssim`` is the mean of the map without its ``SSIM_MAP_BORDER``-pixel edge."""
+    from .data import to_rgb
+
+    original = to_rgb(img)
+    rendered = render_svg(vectorize(original), original.width, original.height)
+    ssim, full = _ssim(original, rendered, full=True)
+    return float(ssim), full.astype(np.float32)
 
 
 def conversion_ssim(img: Image.Image) -> float:

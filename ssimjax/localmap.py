@@ -1,0 +1,176 @@
+"""Where VTracer's conversion loses SSIM, learned per pixel: a small fully convolutional network at
+the image's own resolution, trained on the real pipeline's SSIM maps (one target per 2x2 cell of
+pixels instead of one per image), whose mean over an image predicts the image's SSIM.
+
+An experiment beside the default model (``scripts/compare_models.py --candidates g``): its image
+score joins the image statistics as one more MLP input. The network sees the image as a 2x2
+space-to-depth stack (12 channels at half resolution, so thin lines are not lost), then dilated
+3x3 convolutions; it is applied with VALID padding to tiles that carry ``margin`` pixels of context
+on each side, so tiled prediction equals prediction on the whole (edge-extended) image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .pipeline import SSIM_MAP_BORDER
+
+
+@dataclass(frozen=True)
+class MapNet:
+    channels: int = 24
+    dilations: tuple = (1, 2, 4, 2, 1)
+
+    @property
+    def margin(self) -> int:
+        """Pixels of context each side that one output cell needs (at full resolution)."""
+        return 2 * sum(self.dilations)
+
+
+def init_map_net(spec: MapNet, seed: int = 0) -> list:
+    key = jax.random.PRNGKey(seed)
+    params, cin = [], 12
+    for _ in spec.dilations:
+        key, k = jax.random.split(key)
+        params.append({"w": jax.random.normal(k, (3, 3, cin, spec.channels)) * np.sqrt(2.0 / (9 * cin)),
+                       "b": jnp.zeros(spec.channels)})
+        cin = spec.channels
+    key, k = jax.random.split(key)
+    # Starts near a typical logo's SSIM, so early steps learn structure rather than the offset.
+    params.append({"w": jax.random.normal(k, (cin, 1)) * 0.01, "b": jnp.full((1,), 0.9)})
+    return params
+
+
+def space_to_depth(x):
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h // 2, w // 2, 4 * c)
+
+
+def map_net_apply(params: list, spec: MapNet, x):
+    """Predicted SSIM per 2x2 cell, (N, H/2, W/2), of ``x`` (N, H + 2 margin, W + 2 margin, 3) in
+    [0, 1] with H, W even."""
+    x = space_to_depth(x)
+    for layer, d in zip(params[:-1], spec.dilations):
+        x = jax.lax.conv_general_dilated(x, layer["w"], (1, 1), "VALID", rhs_dilation=(d, d),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = jax.nn.relu(x + layer["b"])
+    return (x @ params[-1]["w"] + params[-1]["b"])[..., 0]
+
+
+def cell_targets(ssim_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(target, weight)`` per 2x2 cell of a full SSIM map: the mean over the cell's pixels that
+    count toward the image's SSIM (not within ``SSIM_MAP_BORDER`` of the edge), and their number
+    (0 to 4). An odd height or width gets an empty last row or column of cells."""
+    h, w = ssim_map.shape
+    counts = np.zeros((h + h % 2, w + w % 2), np.float32)
+    values = np.zeros_like(counts)
+    b = SSIM_MAP_BORDER
+    counts[b:h - b, b:w - b] = 1.0
+    values[:h, :w] = ssim_map * counts[:h, :w]
+    pool = lambda a: a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2).sum((1, 3))  # noqa: E731
+    weight = pool(counts)
+    return (pool(values) / np.maximum(weight, 1.0)).astype(np.float32), weight
+
+
+def crop(image: np.ndarray, y0: int, x0: int, size: int, margin: int) -> np.ndarray:
+    """The ``size + 2 margin`` square of ``image`` (H, W, 3) whose output part starts at (y0, x0);
+    outside the image its edge pixels extend (as in training and prediction alike)."""
+    h, w = image.shape[:2]
+    rows = np.clip(np.arange(y0 - margin, y0 + size + margin), 0, h - 1)
+    cols = np.clip(np.arange(x0 - margin, x0 + size + margin), 0, w - 1)
+    return image[rows[:, None], cols[None, :]]
+
+
+def _cells(a: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
+    """``size/2`` square of a per-cell array from cell (y0/2, x0/2), zero beyond it."""
+    out = np.zeros((size // 2, size // 2), np.float32)
+    part = a[y0 // 2:y0 // 2 + size // 2, x0 // 2:x0 // 2 + size // 2]
+    out[:part.shape[0], :part.shape[1]] = part
+    return out
+
+
+def sample_batch(images: Sequence[np.ndarray], targets: Sequence[tuple[np.ndarray, np.ndarray]],
+                 rng: np.random.Generator, batch: int, size: int, margin: int):
+    """Random crops: each of ``batch`` images drawn uniformly, an even offset drawn uniformly."""
+    xs, ts, ws = [], [], []
+    for i in rng.integers(0, len(images), batch):
+        h, w = images[i].shape[:2]
+        y0 = 2 * int(rng.integers(0, max(h - size, 0) // 2 + 1))
+        x0 = 2 * int(rng.integers(0, max(w - size, 0) // 2 + 1))
+        xs.append(crop(images[i], y0, x0, size, margin))
+        ts.append(_cells(targets[i][0], y0, x0, size))
+        ws.append(_cells(targets[i][1], y0, x0, size))
+    return np.stack(xs), np.stack(ts), np.stack(ws)
+
+
+def map_loss(params, spec: MapNet, x_uint8, target, weight):
+    """Pixel-weighted mean squared error of the predicted cells."""
+    pred = map_net_apply(params, spec, x_uint8.astype(jnp.float32) / 255.0)
+    return jnp.sum(weight * (pred - target) ** 2) / jnp.maximum(weight.sum(), 1.0)
+
+
+def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray], spec: MapNet = MapNet(),
+                  steps: int = 1000, batch: int = 32, crop_size: int = 64, learning_rate: float = 2e-3,
+                  seed: int = 0, log=None) -> tuple[list, list]:
+    """``(params, losses)``: the map network trained on uint8 RGB images and their SSIM maps
+    (AdamW, cosine decay), one jit-compiled step; crops drawn from ``seed``."""
+    if crop_size % 2:
+        raise ValueError(f"crop_size must be even (got {crop_size})")
+    targets = [cell_targets(m) for m in ssim_maps]
+    opt = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps), weight_decay=1e-4)
+    params = init_map_net(spec, seed)
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(params, opt_state, x, t, w):
+        loss, grads = jax.value_and_grad(map_loss)(params, spec, x, t, w)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    rng = np.random.default_rng(seed)
+    losses = []
+    for i in range(steps):
+        x, t, w = sample_batch(images, targets, rng, batch, crop_size, spec.margin)
+        params, opt_state, loss = step(params, opt_state, x, t, w)
+        losses.append(loss)
+        if log and (i + 1) % max(1, steps // 5) == 0:
+            log(f"map network step {i + 1}/{steps}: loss {float(np.mean(losses[-50:])):.5f}")
+    return params, [float(v) for v in losses]
+
+
+def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile: int = 128,
+                 batch: int = 16) -> list[np.ndarray]:
+    """The predicted per-cell SSIM map of each uint8 RGB image, (ceil(H/2), ceil(W/2)), computed
+    tile by tile (one compiled shape)."""
+    if tile % 2:
+        raise ValueError(f"tile must be even (got {tile})")
+    fwd = jax.jit(lambda p, x: map_net_apply(p, spec, x.astype(jnp.float32) / 255.0))
+    jobs = [(k, y0, x0) for k, img in enumerate(images)
+            for y0 in range(0, img.shape[0], tile) for x0 in range(0, img.shape[1], tile)]
+    maps = [np.zeros(((img.shape[0] + 1) // 2, (img.shape[1] + 1) // 2), np.float32) for img in images]
+    for start in range(0, len(jobs), batch):
+        part = jobs[start:start + batch]
+        x = np.stack([crop(images[k], y0, x0, tile, spec.margin) for k, y0, x0 in part])
+        if len(part) < batch:  # one compiled shape: pad the last batch
+            x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
+        out = np.asarray(fwd(params, x))
+        for (k, y0, x0), cells in zip(part, out):
+            dst = maps[k][y0 // 2:y0 // 2 + tile // 2, x0 // 2:x0 // 2 + tile // 2]
+            dst[...] = cells[:dst.shape[0], :dst.shape[1]]
+    return maps
+
+
+def map_scores(params: list, spec: MapNet, images: Sequence[np.ndarray], **kw) -> np.ndarray:
+    """Each image's predicted SSIM: its predicted map averaged as scikit-image averages the real
+    one (pixels within ``SSIM_MAP_BORDER`` of the edge left out)."""
+    out = []
+    for img, cells in zip(images, predict_maps(params, spec, images, **kw)):
+        weight = cell_targets(np.zeros(img.shape[:2], np.float32))[1]
+        out.append(float((cells * weight).sum() / max(weight.sum(), 1.0)))
+    return np.asarray(out, np.float32)

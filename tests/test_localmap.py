@@ -1,0 +1,101 @@
+"""The learned SSIM-map network: targets that average to the real label, tiling that changes
+nothing, and training that learns."""
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from ssimjax.localmap import MapNet, cell_targets, init_map_net, map_net_apply, map_scores, predict_maps, train_map_net
+from ssimjax.pipeline import SSIM_MAP_BORDER, conversion_ssim, conversion_ssim_map
+
+
+def logo(seed: int, size=(61, 44)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", size, tuple(int(v) for v in rng.integers(150, 256, 3)))
+    d = ImageDraw.Draw(img)
+    for _ in range(4):
+        x0, y0 = rng.integers(0, size[0] - 8), rng.integers(0, size[1] - 8)
+        d.ellipse([x0, y0, x0 + rng.integers(3, 20), y0 + rng.integers(3, 20)],
+                  fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return img
+
+
+def test_map_and_cells_average_to_the_pipeline_label():
+    img = logo(0)
+    ssim, full = conversion_ssim_map(img)
+    assert ssim == conversion_ssim(img)
+    assert full.shape == (img.height, img.width)
+    b = SSIM_MAP_BORDER
+    assert abs(full[b:-b, b:-b].astype(np.float64).mean() - ssim) < 1e-6
+    target, weight = cell_targets(full)
+    assert target.shape == ((img.height + 1) // 2, (img.width + 1) // 2)
+    assert weight.sum() == (img.height - 2 * b) * (img.width - 2 * b)
+    assert abs((target * weight).sum() / weight.sum() - ssim) < 1e-6
+
+
+def test_tiled_prediction_equals_the_whole_image():
+    jax.config.update("jax_enable_x64", False)
+    spec = MapNet(channels=4, dilations=(1, 2, 1))
+    params = init_map_net(spec, seed=3)
+    # Make the output depend on the input (the last layer starts near zero).
+    params[-1]["w"] = params[-1]["w"] * 100
+    img = np.asarray(logo(1, (75, 53)))
+    tiled = predict_maps(params, spec, [img], tile=16, batch=5)[0]
+    h, w = img.shape[:2]
+    even = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    m = spec.margin
+    whole = np.asarray(map_net_apply(params, spec, np.pad(even, ((m, m), (m, m), (0, 0)), mode="edge")[None] / 255.0))[0]
+    assert tiled.shape == whole.shape == ((h + 1) // 2, (w + 1) // 2)
+    assert np.abs(tiled - whole).max() < 1e-5
+    assert whole.std() > 1e-3
+
+
+def test_training_learns_the_maps_deterministically():
+    imgs = [logo(s, (48 + 6 * s, 40)) for s in range(6)]
+    arrays = [np.asarray(i) for i in imgs]
+    maps = [conversion_ssim_map(i)[1] for i in imgs]
+    spec = MapNet(channels=8, dilations=(1, 2, 1))
+    kw = dict(steps=150, batch=8, crop_size=32, learning_rate=3e-3, seed=0)
+    params, losses = train_map_net(arrays, maps, spec, **kw)
+    assert train_map_net(arrays, maps, spec, **kw)[1] == losses
+    # On the whole images, the learned map beats the best constant map clearly.
+    targets = [cell_targets(m) for m in maps]
+    t = np.concatenate([a[w > 0] for a, w in targets])
+    w = np.concatenate([w[w > 0] for _, w in targets])
+    constant = np.average((t - np.average(t, weights=w)) ** 2, weights=w)
+    predicted = predict_maps(params, spec, arrays, tile=32, batch=4)
+    learned = sum(((p - a) ** 2 * w).sum() for p, (a, w) in zip(predicted, targets)) / sum(w.sum() for _, w in targets)
+    assert learned < 0.8 * constant
+    scores = map_scores(params, spec, arrays, tile=32, batch=4)
+    assert scores.shape == (6,) and np.all((scores > 0.5) & (scores < 1.1))
+    with pytest.raises(ValueError, match="even"):
+        train_map_net(arrays, maps, spec, steps=1, crop_size=33)
+
+
+def test_compare_models_runs_the_map_candidate(small_dataset, tmp_path, isolated_cache):
+    """(g) end to end on a tiny two-source set: maps computed once and cached, a score per source."""
+    import csv
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with open(small_dataset / "labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    manifest = tmp_path / "labels.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "ssim", "source"])
+        for i, r in enumerate(rows):
+            w.writerow([str(small_dataset / r["image"]), r["ssim"], "ab"[i % 2]])
+    script = Path(__file__).resolve().parent.parent / "scripts" / "compare_models.py"
+    cmd = [sys.executable, str(script), "--data", str(manifest), "--candidates", "e,g", "--map-steps", "4",
+           "--map-channels", "4", "--json", str(tmp_path / "out.json"), "--cache-dir", str(isolated_cache)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"SSIM maps of {len(rows)} images computed" in r.stdout
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert set(out["candidates"]["g"]["per_source"]) == {"a", "b"}
+    assert all(np.isfinite(m["srcc"]) for m in out["candidates"]["g"]["per_source"].values())
+    assert len(list((isolated_cache / "ssim-maps").glob("*.npz"))) == len(rows)
