@@ -109,6 +109,8 @@ def main(argv=None) -> int:
                    help="which of a,b,c,e,f,g to run (default a,b,c,e,f; g trains a map network per held-out set)")
     p.add_argument("--map-steps", type=int, default=1000, help="(g): training steps of the map network (default 1000)")
     p.add_argument("--map-channels", type=int, default=24, help="(g): the map network's width (default 24)")
+    p.add_argument("--map-cell", type=int, default=2,
+                   help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
     p.add_argument("--finetune-cost", action="store_true", help="also time a ResNet-50 fine-tuning step (d)")
     p.add_argument("--json", metavar="FILE", help="write the results here")
     args = p.parse_args(argv)
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
         maps = ssim_maps(list(inputs["path"]), cache_dir)
         pixels = [np.asarray(to_rgb(open_image(read_file(p)[0])), np.uint8) for p in inputs["path"]]
         print(f"SSIM maps and pixels ready in {time.perf_counter() - t:.0f}s", flush=True)
-        spec = MapNet(channels=args.map_channels)
+        spec = MapNet(channels=args.map_channels, cell=args.map_cell)
 
         def with_map_score(tr, va, te):
             t = time.perf_counter()

@@ -1,10 +1,11 @@
 """Where VTracer's conversion loses SSIM, learned per pixel: a small fully convolutional network at
-the image's own resolution, trained on the real pipeline's SSIM maps (one target per 2x2 cell of
-pixels instead of one per image), whose mean over an image predicts the image's SSIM.
+the image's own resolution, trained on the real pipeline's SSIM maps (one target per cell of
+``cell`` x ``cell`` pixels instead of one per image), whose mean over an image predicts the image's
+SSIM.
 
 An experiment beside the default model (``scripts/compare_models.py --candidates g``): its image
-score joins the image statistics as one more MLP input. The network sees the image as a 2x2
-space-to-depth stack (12 channels at half resolution, so thin lines are not lost), then dilated
+score joins the image statistics as one more MLP input. The network sees the image as a cell x cell
+space-to-depth stack (12 channels at half resolution for 2x2 cells, so thin lines are not lost), then dilated
 3x3 convolutions; it is applied with VALID padding to tiles that carry ``margin`` pixels of context
 on each side, so tiled prediction equals prediction on the whole (edge-extended) image.
 """
@@ -26,16 +27,17 @@ from .pipeline import SSIM_MAP_BORDER
 class MapNet:
     channels: int = 24
     dilations: tuple = (1, 2, 4, 2, 1)
+    cell: int = 2
 
     @property
     def margin(self) -> int:
         """Pixels of context each side that one output cell needs (at full resolution)."""
-        return 2 * sum(self.dilations)
+        return self.cell * sum(self.dilations)
 
 
 def init_map_net(spec: MapNet, seed: int = 0) -> list:
     key = jax.random.PRNGKey(seed)
-    params, cin = [], 12
+    params, cin = [], 3 * spec.cell ** 2
     for _ in spec.dilations:
         key, k = jax.random.split(key)
         params.append({"w": jax.random.normal(k, (3, 3, cin, spec.channels)) * np.sqrt(2.0 / (9 * cin)),
@@ -47,15 +49,15 @@ def init_map_net(spec: MapNet, seed: int = 0) -> list:
     return params
 
 
-def space_to_depth(x):
+def space_to_depth(x, k: int):
     n, h, w, c = x.shape
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h // 2, w // 2, 4 * c)
+    return x.reshape(n, h // k, k, w // k, k, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h // k, w // k, k * k * c)
 
 
 def map_net_apply(params: list, spec: MapNet, x):
-    """Predicted SSIM per 2x2 cell, (N, H/2, W/2), of ``x`` (N, H + 2 margin, W + 2 margin, 3) in
-    [0, 1] with H, W even."""
-    x = space_to_depth(x)
+    """Predicted SSIM per cell, (N, H/cell, W/cell), of ``x`` (N, H + 2 margin, W + 2 margin, 3) in
+    [0, 1] with H, W multiples of ``spec.cell``."""
+    x = space_to_depth(x, spec.cell)
     for layer, d in zip(params[:-1], spec.dilations):
         x = jax.lax.conv_general_dilated(x, layer["w"], (1, 1), "VALID", rhs_dilation=(d, d),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -63,17 +65,17 @@ def map_net_apply(params: list, spec: MapNet, x):
     return (x @ params[-1]["w"] + params[-1]["b"])[..., 0]
 
 
-def cell_targets(ssim_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(target, weight)`` per 2x2 cell of a full SSIM map: the mean over the cell's pixels that
-    count toward the image's SSIM (not within ``SSIM_MAP_BORDER`` of the edge), and their number
-    (0 to 4). An odd height or width gets an empty last row or column of cells."""
+def cell_targets(ssim_map: np.ndarray, cell: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``(target, weight)`` per cell x cell block of a full SSIM map: the mean over the block's
+    pixels that count toward the image's SSIM (not within ``SSIM_MAP_BORDER`` of the edge), and
+    their number. A height or width that is not a multiple of ``cell`` gets partly empty last cells."""
     h, w = ssim_map.shape
-    counts = np.zeros((h + h % 2, w + w % 2), np.float32)
+    counts = np.zeros((-(-h // cell) * cell, -(-w // cell) * cell), np.float32)
     values = np.zeros_like(counts)
     b = SSIM_MAP_BORDER
     counts[b:h - b, b:w - b] = 1.0
     values[:h, :w] = ssim_map * counts[:h, :w]
-    pool = lambda a: a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2).sum((1, 3))  # noqa: E731
+    pool = lambda a: a.reshape(a.shape[0] // cell, cell, a.shape[1] // cell, cell).sum((1, 3))  # noqa: E731
     weight = pool(counts)
     return (pool(values) / np.maximum(weight, 1.0)).astype(np.float32), weight
 
@@ -87,25 +89,28 @@ def crop(image: np.ndarray, y0: int, x0: int, size: int, margin: int) -> np.ndar
     return image[rows[:, None], cols[None, :]]
 
 
-def _cells(a: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
-    """``size/2`` square of a per-cell array from cell (y0/2, x0/2), zero beyond it."""
-    out = np.zeros((size // 2, size // 2), np.float32)
-    part = a[y0 // 2:y0 // 2 + size // 2, x0 // 2:x0 // 2 + size // 2]
+def _cells(a: np.ndarray, y0: int, x0: int, size: int, cell: int) -> np.ndarray:
+    """``size/cell`` square of a per-cell array from cell (y0/cell, x0/cell), zero beyond it."""
+    n = size // cell
+    out = np.zeros((n, n), np.float32)
+    part = a[y0 // cell:y0 // cell + n, x0 // cell:x0 // cell + n]
     out[:part.shape[0], :part.shape[1]] = part
     return out
 
 
 def sample_batch(images: Sequence[np.ndarray], targets: Sequence[tuple[np.ndarray, np.ndarray]],
-                 rng: np.random.Generator, batch: int, size: int, margin: int):
-    """Random crops: each of ``batch`` images drawn uniformly, an even offset drawn uniformly."""
+                 rng: np.random.Generator, batch: int, size: int, spec: MapNet):
+    """Random crops: each of ``batch`` images drawn uniformly, an offset (a multiple of the cell)
+    drawn uniformly."""
     xs, ts, ws = [], [], []
+    c = spec.cell
     for i in rng.integers(0, len(images), batch):
         h, w = images[i].shape[:2]
-        y0 = 2 * int(rng.integers(0, max(h - size, 0) // 2 + 1))
-        x0 = 2 * int(rng.integers(0, max(w - size, 0) // 2 + 1))
-        xs.append(crop(images[i], y0, x0, size, margin))
-        ts.append(_cells(targets[i][0], y0, x0, size))
-        ws.append(_cells(targets[i][1], y0, x0, size))
+        y0 = c * int(rng.integers(0, max(h - size, 0) // c + 1))
+        x0 = c * int(rng.integers(0, max(w - size, 0) // c + 1))
+        xs.append(crop(images[i], y0, x0, size, spec.margin))
+        ts.append(_cells(targets[i][0], y0, x0, size, c))
+        ws.append(_cells(targets[i][1], y0, x0, size, c))
     return np.stack(xs), np.stack(ts), np.stack(ws)
 
 
@@ -120,9 +125,9 @@ def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray],
                   seed: int = 0, log=None) -> tuple[list, list]:
     """``(params, losses)``: the map network trained on uint8 RGB images and their SSIM maps
     (AdamW, cosine decay), one jit-compiled step; crops drawn from ``seed``."""
-    if crop_size % 2:
-        raise ValueError(f"crop_size must be even (got {crop_size})")
-    targets = [cell_targets(m) for m in ssim_maps]
+    if crop_size % spec.cell:
+        raise ValueError(f"crop_size must be a multiple of the cell, {spec.cell} (got {crop_size})")
+    targets = [cell_targets(m, spec.cell) for m in ssim_maps]
     opt = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps), weight_decay=1e-4)
     params = init_map_net(spec, seed)
     opt_state = opt.init(params)
@@ -136,7 +141,7 @@ def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray],
     rng = np.random.default_rng(seed)
     losses = []
     for i in range(steps):
-        x, t, w = sample_batch(images, targets, rng, batch, crop_size, spec.margin)
+        x, t, w = sample_batch(images, targets, rng, batch, crop_size, spec)
         params, opt_state, loss = step(params, opt_state, x, t, w)
         losses.append(loss)
         if log and (i + 1) % max(1, steps // 5) == 0:
@@ -146,14 +151,15 @@ def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray],
 
 def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile: int = 128,
                  batch: int = 16) -> list[np.ndarray]:
-    """The predicted per-cell SSIM map of each uint8 RGB image, (ceil(H/2), ceil(W/2)), computed
-    tile by tile (one compiled shape)."""
-    if tile % 2:
-        raise ValueError(f"tile must be even (got {tile})")
+    """The predicted per-cell SSIM map of each uint8 RGB image, (ceil(H/cell), ceil(W/cell)),
+    computed tile by tile (one compiled shape)."""
+    c = spec.cell
+    if tile % c:
+        raise ValueError(f"tile must be a multiple of the cell, {c} (got {tile})")
     fwd = jax.jit(lambda p, x: map_net_apply(p, spec, x.astype(jnp.float32) / 255.0))
     jobs = [(k, y0, x0) for k, img in enumerate(images)
             for y0 in range(0, img.shape[0], tile) for x0 in range(0, img.shape[1], tile)]
-    maps = [np.zeros(((img.shape[0] + 1) // 2, (img.shape[1] + 1) // 2), np.float32) for img in images]
+    maps = [np.zeros((-(-img.shape[0] // c), -(-img.shape[1] // c)), np.float32) for img in images]
     for start in range(0, len(jobs), batch):
         part = jobs[start:start + batch]
         x = np.stack([crop(images[k], y0, x0, tile, spec.margin) for k, y0, x0 in part])
@@ -161,7 +167,7 @@ def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile:
             x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
         out = np.asarray(fwd(params, x))
         for (k, y0, x0), cells in zip(part, out):
-            dst = maps[k][y0 // 2:y0 // 2 + tile // 2, x0 // 2:x0 // 2 + tile // 2]
+            dst = maps[k][y0 // c:y0 // c + tile // c, x0 // c:x0 // c + tile // c]
             dst[...] = cells[:dst.shape[0], :dst.shape[1]]
     return maps
 
@@ -171,6 +177,6 @@ def map_scores(params: list, spec: MapNet, images: Sequence[np.ndarray], **kw) -
     one (pixels within ``SSIM_MAP_BORDER`` of the edge left out)."""
     out = []
     for img, cells in zip(images, predict_maps(params, spec, images, **kw)):
-        weight = cell_targets(np.zeros(img.shape[:2], np.float32))[1]
+        weight = cell_targets(np.zeros(img.shape[:2], np.float32), spec.cell)[1]
         out.append(float((cells * weight).sum() / max(weight.sum(), 1.0)))
     return np.asarray(out, np.float32)

@@ -32,21 +32,24 @@ def test_map_and_cells_average_to_the_pipeline_label():
     assert target.shape == ((img.height + 1) // 2, (img.width + 1) // 2)
     assert weight.sum() == (img.height - 2 * b) * (img.width - 2 * b)
     assert abs((target * weight).sum() / weight.sum() - ssim) < 1e-6
+    target4, weight4 = cell_targets(full, 4)
+    assert target4.shape == (-(-img.height // 4), -(-img.width // 4))
+    assert abs((target4 * weight4).sum() / weight4.sum() - ssim) < 1e-6
 
 
-def test_tiled_prediction_equals_the_whole_image():
-    jax.config.update("jax_enable_x64", False)
-    spec = MapNet(channels=4, dilations=(1, 2, 1))
+@pytest.mark.parametrize("cell", [2, 4])
+def test_tiled_prediction_equals_the_whole_image(cell):
+    spec = MapNet(channels=4, dilations=(1, 2, 1), cell=cell)
     params = init_map_net(spec, seed=3)
     # Make the output depend on the input (the last layer starts near zero).
     params[-1]["w"] = params[-1]["w"] * 100
     img = np.asarray(logo(1, (75, 53)))
     tiled = predict_maps(params, spec, [img], tile=16, batch=5)[0]
     h, w = img.shape[:2]
-    even = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    even = np.pad(img, ((0, -h % cell), (0, -w % cell), (0, 0)), mode="edge")
     m = spec.margin
     whole = np.asarray(map_net_apply(params, spec, np.pad(even, ((m, m), (m, m), (0, 0)), mode="edge")[None] / 255.0))[0]
-    assert tiled.shape == whole.shape == ((h + 1) // 2, (w + 1) // 2)
+    assert tiled.shape == whole.shape == (-(-h // cell), -(-w // cell))
     assert np.abs(tiled - whole).max() < 1e-5
     assert whole.std() > 1e-3
 
@@ -69,7 +72,7 @@ def test_training_learns_the_maps_deterministically():
     assert learned < 0.8 * constant
     scores = map_scores(params, spec, arrays, tile=32, batch=4)
     assert scores.shape == (6,) and np.all((scores > 0.5) & (scores < 1.1))
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(ValueError, match="multiple of the cell"):
         train_map_net(arrays, maps, spec, steps=1, crop_size=33)
 
 
