@@ -38,18 +38,16 @@ def ssim_map_job(job: tuple) -> tuple:
     return sha, conversion_ssim_map(open_image(read_file(path)[0]))[1].astype(np.float16)
 
 
-def ssim_maps(paths, cache_dir, log=print) -> list:
+def ssim_maps(paths, shas, cache_dir, log=print) -> list:
     """Every image's SSIM map, computed over every core on first use and cached (compressed)
-    under ``cache_dir/ssim-maps`` by the image file's sha256."""
+    under ``cache_dir/ssim-maps`` by the image file's sha256 (``shas``)."""
     import os
     import tempfile
 
-    from ssimjax.data import read_file
     from ssimjax.pipeline import run_jobs
 
     folder = cache_dir / "ssim-maps"
     folder.mkdir(parents=True, exist_ok=True)
-    shas = [read_file(p)[1] for p in paths]
     todo = sorted({(sha, p) for sha, p in zip(shas, paths) if not (folder / f"{sha}.npz").is_file()})
     if todo:
         t = time.perf_counter()
@@ -142,7 +140,7 @@ def main(argv=None) -> int:
     last = all_stages[:, -2048:] if base.backbone_features else None  # layer4 pooled: the plan's features
     held_out = args.sources.split(",") if args.sources else sorted(set(sources) - {""})
 
-    def mlp(config, features, with_stats, tr, va, te):
+    def mlp(config, features, with_stats, tr, va, te, stats=stats):
         def part(idx):
             d = {"features": features[idx], "ssim": y[idx]}
             if with_stats:
@@ -162,8 +160,12 @@ def main(argv=None) -> int:
         from ssimjax.localmap import MapNet, map_scores, train_map_net
 
         t = time.perf_counter()
-        maps = ssim_maps(list(inputs["path"]), cache_dir)
-        pixels = [np.asarray(to_rgb(open_image(read_file(p)[0])), np.uint8) for p in inputs["path"]]
+        pixels, shas = [], []
+        for path in inputs["path"]:
+            raw, sha = read_file(path)
+            pixels.append(np.asarray(to_rgb(open_image(raw)), np.uint8))
+            shas.append(sha)
+        maps = ssim_maps(list(inputs["path"]), shas, cache_dir)
         print(f"SSIM maps and pixels ready in {time.perf_counter() - t:.0f}s", flush=True)
         spec = MapNet(channels=args.map_channels, cell=args.map_cell)
 
@@ -182,17 +184,10 @@ def main(argv=None) -> int:
             default_count = models.num_stats
             models.num_stats = lambda config: extended.shape[1]
             try:
-                state = create_train_state(base_f)
-                state = create_train_state(base_f, with_head_bias(with_input_norm(state.variables, extended[tr]),
-                                                                  float(y[tr].mean())))
-                part = lambda idx: {"features": np.zeros((len(idx), 0), np.float32), "ssim": y[idx],  # noqa: E731
-                                    "stats": extended[idx]}
-                res = fit(state, base_f, part(tr), part(va))
-                return predict(Trainer.from_config(base_f), res.state, part(te), 256)
+                return mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te, stats=extended)
             finally:
                 models.num_stats = default_count
 
-    base_f = TrainConfig()
     candidates = {
         "a": ("(a) plan: ResNet-50 features -> MLP",
               lambda tr, va, te: mlp(TrainConfig.plan_model(), last, False, tr, va, te)),

@@ -114,6 +114,11 @@ def sample_batch(images: Sequence[np.ndarray], targets: Sequence[tuple[np.ndarra
     return np.stack(xs), np.stack(ts), np.stack(ws)
 
 
+# One compiled forward per network shape and tile batch, kept across calls.
+_forward = jax.jit(lambda params, spec, x: map_net_apply(params, spec, x.astype(jnp.float32) / 255.0),
+                   static_argnums=1)
+
+
 def map_loss(params, spec: MapNet, x_uint8, target, weight):
     """Pixel-weighted mean squared error of the predicted cells."""
     pred = map_net_apply(params, spec, x_uint8.astype(jnp.float32) / 255.0)
@@ -156,7 +161,6 @@ def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile:
     c = spec.cell
     if tile % c:
         raise ValueError(f"tile must be a multiple of the cell, {c} (got {tile})")
-    fwd = jax.jit(lambda p, x: map_net_apply(p, spec, x.astype(jnp.float32) / 255.0))
     jobs = [(k, y0, x0) for k, img in enumerate(images)
             for y0 in range(0, img.shape[0], tile) for x0 in range(0, img.shape[1], tile)]
     maps = [np.zeros((-(-img.shape[0] // c), -(-img.shape[1] // c)), np.float32) for img in images]
@@ -165,7 +169,7 @@ def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile:
         x = np.stack([crop(images[k], y0, x0, tile, spec.margin) for k, y0, x0 in part])
         if len(part) < batch:  # one compiled shape: pad the last batch
             x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
-        out = np.asarray(fwd(params, x))
+        out = np.asarray(_forward(params, spec, x))
         for (k, y0, x0), cells in zip(part, out):
             dst = maps[k][y0 // c:y0 // c + tile // c, x0 // c:x0 // c + tile // c]
             dst[...] = cells[:dst.shape[0], :dst.shape[1]]

@@ -1,7 +1,6 @@
 """The learned SSIM-map network: targets that average to the real label, tiling that changes
 nothing, and training that learns."""
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
