@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--candidates", default="a,b,c,e,f",
                    help="which of a,b,c,e,f,g to run (default a,b,c,e,f; g trains a map network per held-out set)")
     p.add_argument("--map-steps", type=int, default=1000, help="(g): training steps of the map network (default 1000)")
-    p.add_argument("--map-channels", type=int, default=24, help="(g): the map network's width (default 24)")
+    p.add_argument("--map-channels", type=int, default=16, help="(g): the map network's width (default 16)")
     p.add_argument("--map-cell", type=int, default=2,
                    help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
     p.add_argument("--finetune-cost", action="store_true", help="also time a ResNet-50 fine-tuning step (d)")

@@ -25,7 +25,7 @@ from .pipeline import SSIM_MAP_BORDER
 
 @dataclass(frozen=True)
 class MapNet:
-    channels: int = 24
+    channels: int = 16
     dilations: tuple = (1, 2, 4, 2, 1)
     cell: int = 2
 
@@ -125,11 +125,36 @@ def map_loss(params, spec: MapNet, x_uint8, target, weight):
     return jnp.sum(weight * (pred - target) ** 2) / jnp.maximum(weight.sum(), 1.0)
 
 
+def map_loss_and_grad(params, spec: MapNet, x_uint8, target, weight, micro: int):
+    """``(loss, grads)`` of :func:`map_loss` over the whole batch, computed ``micro`` crops at a
+    time and summed: the same loss and gradient (up to summation order). XLA's CPU convolutions
+    run several times faster per pixel on a few crops than on 32 at once (their working set then
+    fits the caches), so this is what makes the network affordable here."""
+    n = x_uint8.shape[0]
+    if n % micro:
+        raise ValueError(f"the batch ({n}) must be a multiple of the micro-batch ({micro})")
+    total = jnp.maximum(weight.sum(), 1.0)
+
+    def part_sum(p, x, t, w):
+        pred = map_net_apply(p, spec, x.astype(jnp.float32) / 255.0)
+        return jnp.sum(w * (pred - t) ** 2)
+
+    loss, grads = 0.0, jax.tree_util.tree_map(jnp.zeros_like, params)
+    # A Python loop (unrolled in the compiled step): under lax.scan XLA's CPU backend runs the
+    # convolutions several times slower.
+    for i in range(0, n, micro):
+        part = slice(i, i + micro)
+        l, g = jax.value_and_grad(part_sum)(params, x_uint8[part], target[part], weight[part])
+        loss, grads = loss + l, jax.tree_util.tree_map(jnp.add, grads, g)
+    return loss / total, jax.tree_util.tree_map(lambda g: g / total, grads)
+
+
 def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray], spec: MapNet = MapNet(),
                   steps: int = 1000, batch: int = 32, crop_size: int = 64, learning_rate: float = 2e-3,
-                  seed: int = 0, log=None) -> tuple[list, list]:
+                  seed: int = 0, micro: int = 8, log=None) -> tuple[list, list]:
     """``(params, losses)``: the map network trained on uint8 RGB images and their SSIM maps
-    (AdamW, cosine decay), one jit-compiled step; crops drawn from ``seed``."""
+    (AdamW, cosine decay), one jit-compiled step over ``batch`` crops taken ``micro`` at a time;
+    crops drawn from ``seed``."""
     if crop_size % spec.cell:
         raise ValueError(f"crop_size must be a multiple of the cell, {spec.cell} (got {crop_size})")
     targets = [cell_targets(m, spec.cell) for m in ssim_maps]
@@ -139,7 +164,7 @@ def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray],
 
     @jax.jit
     def step(params, opt_state, x, t, w):
-        loss, grads = jax.value_and_grad(map_loss)(params, spec, x, t, w)
+        loss, grads = map_loss_and_grad(params, spec, x, t, w, micro)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -155,9 +180,10 @@ def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray],
 
 
 def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile: int = 128,
-                 batch: int = 16) -> list[np.ndarray]:
+                 batch: int = 4) -> list[np.ndarray]:
     """The predicted per-cell SSIM map of each uint8 RGB image, (ceil(H/cell), ceil(W/cell)),
-    computed tile by tile (one compiled shape)."""
+    computed tile by tile (one compiled shape; a few tiles per call, as XLA's CPU convolutions
+    are fastest per pixel on a small working set)."""
     c = spec.cell
     if tile % c:
         raise ValueError(f"tile must be a multiple of the cell, {c} (got {tile})")

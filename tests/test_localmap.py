@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from ssimjax.localmap import MapNet, cell_targets, init_map_net, map_net_apply, map_scores, predict_maps, train_map_net
+from ssimjax.localmap import (
+    MapNet, cell_targets, init_map_net, map_loss, map_loss_and_grad, map_net_apply, map_scores, predict_maps,
+    train_map_net,
+)
 from ssimjax.pipeline import SSIM_MAP_BORDER, conversion_ssim, conversion_ssim_map
 
 
@@ -51,6 +54,24 @@ def test_tiled_prediction_equals_the_whole_image(cell):
     assert tiled.shape == whole.shape == (-(-h // cell), -(-w // cell))
     assert np.abs(tiled - whole).max() < 1e-5
     assert whole.std() > 1e-3
+
+
+def test_micro_batches_give_the_whole_batch_gradient():
+    import jax
+
+    spec = MapNet(channels=8)
+    params = init_map_net(spec, 1)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (8, 16 + 2 * spec.margin, 16 + 2 * spec.margin, 3)).astype(np.uint8)
+    t = rng.uniform(0.7, 1.0, (8, 8, 8)).astype(np.float32)
+    w = rng.integers(0, 5, (8, 8, 8)).astype(np.float32)
+    whole, grads = jax.value_and_grad(map_loss)(params, spec, x, t, w)
+    parts, part_grads = map_loss_and_grad(params, spec, x, t, w, micro=2)
+    assert abs(float(parts) - float(whole)) < 1e-6 * float(whole)
+    for a, b in zip(jax.tree_util.tree_leaves(part_grads), jax.tree_util.tree_leaves(grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="multiple of the micro-batch"):
+        map_loss_and_grad(params, spec, x, t, w, micro=3)
 
 
 def test_training_learns_the_maps_deterministically():
