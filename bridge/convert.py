@@ -180,3 +180,17 @@ def torchvision_to_backbone(state_dict, template: dict, what: str = "torchvision
     """torchvision ``resnet50`` state dict -> the ResNet module's Flax variables (``fc`` ignored)."""
     entries = _entries(template, torchvision_module)
     return _state_dict_to_flax(state_dict, template, entries, what, ignore=("fc.weight", "fc.bias"))
+
+
+# -- the learned SSIM-map network (ssimjax.localmap) ----------------------------------------------
+
+def map_net_to_torch(params: list, prefix: str = "map_net.") -> "OrderedDict[str, torch.Tensor]":
+    """A :class:`ssimjax.localmap.MapModel`'s params (HWIO convolutions, then the (C, 1) head) ->
+    the state_dict entries of :class:`bridge.model.MapNet`."""
+    out = OrderedDict()
+    for i, layer in enumerate(params[:-1]):
+        out[f"{prefix}convs.{i}.weight"] = _to_torch("kernel", layer["w"])
+        out[f"{prefix}convs.{i}.bias"] = _to_torch("bias", layer["b"])
+    out[f"{prefix}head.weight"] = _to_torch("kernel", params[-1]["w"])
+    out[f"{prefix}head.bias"] = _to_torch("bias", params[-1]["b"])
+    return out

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
+from ssimjax.localmap import map_spec
 from ssimjax.predict import load_run
 from ssimjax.stats import STAT_NAMES, STATS_VERSION
 
-from .convert import flax_to_torch
+from .convert import flax_to_torch, map_net_to_torch
 from .model import FEATURE_DIM, QualityPredictionModel
 
 FORMAT_VERSION = 1
@@ -34,6 +35,9 @@ def torch_config(config, pretrained: bool) -> dict:
     }
     if config.image_stats:
         out["image_stats"] = {"names": list(STAT_NAMES), "version": STATS_VERSION}
+    if config.image_stats and config.map_net:  # its score follows the statistics
+        spec = map_spec(config)
+        out["map_net"] = {"channels": spec.channels, "dilations": list(spec.dilations), "cell": spec.cell}
     if not config.backbone_features:
         out["backbone_features"] = False  # the MLP's input is the image statistics alone
     return out
@@ -75,7 +79,8 @@ def build_checkpoint(run_dir: str | Path) -> dict:
         "best_val_loss": meta["best_val_loss"],
         "best_val_correlation": max(correlations) if correlations else 0.0,
         "ssimjax": {"run_dir": str(run_dir.resolve()), "train_config": config.to_dict()},
-    }) | {"model_state_dict": flax_to_torch(state.variables, num_batches_tracked=int(state.step))}
+    }) | {"model_state_dict": flax_to_torch(state.variables, num_batches_tracked=int(state.step))
+          | (map_net_to_torch(run.map_model.params) if run.map_model is not None else {})}
 
 
 def export_run(run_dir: str | Path, out: str | Path) -> Path:

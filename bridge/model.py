@@ -24,7 +24,8 @@ import torch.nn as nn
 import torchvision
 from PIL import Image
 
-from ssimjax.data import IMAGENET_MEAN, IMAGENET_STD, normalize
+from ssimjax.data import IMAGENET_MEAN, IMAGENET_STD, normalize, rgb_pixels
+from ssimjax.localmap import score_from_cells
 from ssimjax.stats import STAT_NAMES, STATS_CLIP, STATS_VERSION, image_inputs, image_statistics
 
 FEATURE_DIM = 2048
@@ -59,6 +60,43 @@ class InputNorm(nn.Module):
 
     def forward(self, stats):
         return torch.clamp((stats - self.mean) / self.std, -STATS_CLIP, STATS_CLIP)
+
+
+class MapNet(nn.Module):
+    """ssimjax's learned SSIM-map network (:mod:`ssimjax.localmap`) in torch: the image at its own
+    resolution as a cell x cell space-to-depth stack (channels in the same order), dilated 3x3
+    convolutions without padding over the edge-extended image, one predicted SSIM per cell,
+    averaged as the real map is. Its score is the last of the MLP's statistics."""
+
+    def __init__(self, channels: int, dilations, cell: int):
+        super().__init__()
+        self.dilations, self.cell = [int(d) for d in dilations], int(cell)
+        self.convs = nn.ModuleList()
+        cin = 3 * self.cell ** 2
+        for d in self.dilations:
+            self.convs.append(nn.Conv2d(cin, channels, 3, dilation=d))
+            cin = channels
+        self.head = nn.Linear(cin, 1)
+
+    def cells(self, rgb: np.ndarray) -> torch.Tensor:
+        """Predicted SSIM per cell (ceil(H/cell), ceil(W/cell)) of a uint8 RGB image (H, W, 3)."""
+        c, m = self.cell, self.cell * sum(self.dilations)
+        h, w = rgb.shape[:2]
+        hc, wc = -(-h // c), -(-w // c)
+        param = self.head.weight
+        x = (torch.from_numpy(np.array(rgb, np.uint8)).to(param.device).float() / 255.0).permute(2, 0, 1)[None]
+        x = nn.functional.pad(x, (m, m + wc * c - w, m, m + hc * c - h), mode="replicate")
+        _, _, hp, wp = x.shape
+        x = x.reshape(1, 3, hp // c, c, wp // c, c).permute(0, 3, 5, 1, 2, 4).reshape(1, 3 * c * c, hp // c, wp // c)
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+        return self.head(x[0].permute(1, 2, 0))[..., 0]
+
+    @torch.no_grad()
+    def score(self, images) -> np.ndarray:
+        """Each uint8 RGB image's predicted SSIM (float32)."""
+        return np.asarray([score_from_cells(self.cells(rgb).cpu().numpy(), *rgb.shape[:2], self.cell)
+                           for rgb in images], np.float32)
 
 
 class Predictor(nn.Module):
@@ -102,6 +140,9 @@ class QualityPredictionModel(nn.Module):
             raise ValueError(f"this checkpoint's image statistics ({stats.get('version')}) are not the ones this ssimjax "
                              f"computes ({STATS_VERSION}); use the ssimjax version that trained it")
         self.num_stats = len(STAT_NAMES) if stats else 0
+        if c.get("map_net"):  # ssimjax's learned map score, the last statistic
+            self.map_net = MapNet(**c["map_net"])
+            self.num_stats += 1
         self.feature_extractor = FeatureExtractor()
         self.uses_features = bool(c.get("backbone_features", True))
         self.predictor = Predictor(c["feature_dim"], c["hidden_dims"], c["dropout_rate"], c["use_batch_norm"],
@@ -122,22 +163,33 @@ class QualityPredictionModel(nn.Module):
         of them. Given images, preprocessing (transparency on white, torchvision's resize,
         ImageNet normalisation) and image statistics are ssimjax's own, so the result equals
         ``scripts/predict.py``'s. Given a tensor, a model with image statistics computes them from
-        the 224x224 tensor itself: the resize hides detail the statistics measure, so predictions
-        differ from those on the original image (prefer paths or PIL images).
+        the 224x224 tensor itself (the map network's score too): the resize hides detail the
+        statistics measure, so predictions differ from those on the original image (prefer paths
+        or PIL images).
         """
         if isinstance(x, torch.Tensor):
             stats = None
             if self.num_stats:
-                stats = torch.from_numpy(np.stack([image_statistics(_tensor_to_pil(t)) for t in x]))
+                images = [_tensor_to_pil(t) for t in x]
+                stats = np.stack([image_statistics(img) for img in images])
+                if self._map_score is not None:
+                    scores = self._map_score([rgb_pixels(img) for img in images])
+                    stats = np.concatenate([stats, scores[:, None]], axis=1)
+                stats = torch.from_numpy(stats).to(x.device)
             return self.forward(x, stats)[0]
         images = [x] if isinstance(x, (str, Path, Image.Image)) else list(x)
-        pixels, stats = prepare_images(images, with_stats=bool(self.num_stats), with_pixels=self.uses_features)
+        pixels, stats = prepare_images(images, with_stats=bool(self.num_stats), with_pixels=self.uses_features,
+                                       map_score=self._map_score)
         param = next(self.parameters())
         stats = None if stats is None else torch.from_numpy(stats).to(param.device)
         if not self.uses_features:  # the backbone's output would be ignored: do not run it
             return self.predictor(torch.zeros(len(images), 0, device=param.device, dtype=param.dtype), stats)
         tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(param.device, param.dtype)
         return self.forward(tensor, stats)[0]
+
+    @property
+    def _map_score(self):
+        return self.map_net.score if hasattr(self, "map_net") else None
 
     @torch.no_grad()
     def extract_features(self, x):
@@ -160,9 +212,10 @@ def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(rgb.permute(1, 2, 0).numpy())
 
 
-def prepare_images(images: Sequence, with_stats: bool, with_pixels: bool = True):
+def prepare_images(images: Sequence, with_stats: bool, with_pixels: bool = True, map_score=None):
     """Paths or PIL images -> (normalised float32 NHWC pixels or None, statistics or None), by
-    ssimjax's own preprocessing and statistics (:func:`ssimjax.stats.image_inputs`). Raises
-    ValueError (ssimjax's DataError) naming an unreadable file."""
-    inputs = image_inputs(images, with_pixels=with_pixels, with_stats=with_stats)
+    ssimjax's own preprocessing and statistics (:func:`ssimjax.stats.image_inputs`; ``map_score``
+    appends the map network's score). Raises ValueError (ssimjax's DataError) naming an unreadable
+    file."""
+    inputs = image_inputs(images, with_pixels=with_pixels, with_stats=with_stats, map_score=map_score)
     return (normalize(inputs["image"]) if with_pixels else None), inputs.get("stats")

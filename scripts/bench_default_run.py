@@ -46,7 +46,8 @@ def main() -> int:
             test = summary.get("test_metrics") or {}
             print(f"{label}: wall {wall:.1f}s | data build {t.get('data_build_s', 0):.1f}s | data {t['data_s']:.1f}s "
                   f"(statistics {t.get('stats_s', 0):.1f}s) | features {t['features_s']:.1f}s "
-                  f"({t['features_computed']} computed) | training {t['training_s']:.1f}s | "
+                  f"({t['features_computed']} computed) | map network {t.get('map_net_train_s', 0):.1f}s training, "
+                  f"{t.get('map_net_score_s', 0):.1f}s scoring | training {t['training_s']:.1f}s | "
                   f"median epoch {t['median_epoch_s']:.3f}s | epochs {summary['epochs_completed']} | "
                   f"val loss {history['val_loss'][0]:.4f} -> best {summary['best_val_metrics']['loss']:.4f} | "
                   f"held-out {summary.get('test_source')}: SRCC {test.get('srcc', float('nan')):.4f} "

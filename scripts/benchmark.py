@@ -10,7 +10,8 @@ semantics on the bridge's QualityPredictionModel).
                           128 images of 224x224, batch 32, validation included: the plan's PyTorch loop's
                           wall time over `scripts/train.py --plan-model` in a fresh process with an empty
                           feature cache and no persistent compilation cache (compilation included)
-  e2e_default_speedup     the same with ssimjax's default model (image statistics -> MLP)
+  e2e_default_speedup     the same with ssimjax's default model (SSIM-map network trained first, then
+                          statistics + map score -> MLP)
   mlp_speedup_vs_torch    MLP-head training throughput on cached 2048-d features, batch 32
   mlp_fraction_of_limit   that throughput over the limit the fp32 matmul peak (measured here) allows
   extract_ratio_vs_torch  backbone feature extraction images/s against PyTorch's best layout, batch 32
@@ -206,7 +207,7 @@ def torch_latency(x, repeats: int) -> float:
 
 
 # -- ssimjax ---------------------------------------------------------------------------------
-def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool) -> dict:
+def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool, map_steps: int = 1000) -> dict:
     """`scripts/train.py` in a fresh process with an empty feature cache: first with an empty
     persistent compilation cache (cold: every compilation is timed), then again with the features
     removed but the compilation cache the first run left (warm: a user's second run)."""
@@ -223,8 +224,7 @@ def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool) -> dict:
             cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--data", str(data), "--epochs", str(epochs),
                    "--batch-size", str(batch), "--patience", str(epochs + 1), "--no-report", "--no-export",
                    "--cache-dir", str(cache), "--out", str(run)]
-            if plan:
-                cmd.append("--plan-model")
+            cmd += ["--plan-model"] if plan else ["--map-steps", str(map_steps)]
             env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "SSIMJAX_COMPILATION_CACHE")}
             t0 = time.perf_counter()
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -314,19 +314,22 @@ def jax_latency(pixels, repeats: int) -> float:
 
 def prediction_costs(images_by_size: dict, repeats: int) -> dict:
     """ssimjax's per-image prediction cost from a decoded image, per size: the default model
-    (statistics at the image's resolution + MLP) and the plan's (resize + ResNet-50 + MLP)."""
+    (statistics and the map network at the image's resolution + MLP) and the plan's (resize +
+    ResNet-50 + MLP)."""
     from ssimjax.config import TrainConfig
     from ssimjax.fit import predict
+    from ssimjax.localmap import MapModel, init_map_net, map_spec
     from ssimjax.predict import model_inputs
     from ssimjax.steps import Trainer, create_train_state
 
     out = {}
     for name, config in (("default", TrainConfig()), ("plan", TrainConfig.plan_model())):
         trainer, state = Trainer.from_config(config), create_train_state(config)
+        maps = MapModel(map_spec(config), init_map_net(map_spec(config))) if config.map_net else None
         for size, img in images_by_size.items():
             for batch in (1, 32):
                 imgs = [img] * batch
-                t = median_time(lambda: predict(trainer, state, model_inputs(trainer, imgs), batch), repeats)
+                t = median_time(lambda: predict(trainer, state, model_inputs(trainer, imgs, maps), batch), repeats)
                 out[f"predict_ms_{name}_b{batch}_{size}"] = 1e3 * t / batch
     return out
 
@@ -347,6 +350,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median; default 3)")
     p.add_argument("--images", type=int, default=128, help="end-to-end set size (default 128)")
     p.add_argument("--epochs", type=int, default=20, help="end-to-end epochs (default 20)")
+    p.add_argument("--map-steps", type=int, default=1000,
+                   help="end-to-end default model: its SSIM-map network's training steps (default 1000, the default)")
     p.add_argument("--cv-rows", type=int, default=1024, help="cached-feature rows of the cross-validation timing "
                    "(default 1024)")
     p.add_argument("--skip", default="", help="comma-separated parts to leave out: e2e,extract,finetune,mlp,cv,"
@@ -381,7 +386,7 @@ def main(argv=None) -> int:
         r["e2e_ssimjax_plan"] = ssimjax_e2e(data, args.epochs, 32, plan=True)
         print(f"e2e ssimjax --plan-model: {r['e2e_ssimjax_plan']['cold']['seconds']:.1f} s cold, "
               f"{r['e2e_ssimjax_plan']['warm']['seconds']:.1f} s with a warm compilation cache", flush=True)
-        r["e2e_ssimjax_default"] = ssimjax_e2e(data, args.epochs, 32, plan=False)
+        r["e2e_ssimjax_default"] = ssimjax_e2e(data, args.epochs, 32, plan=False, map_steps=args.map_steps)
         print(f"e2e ssimjax default model: {r['e2e_ssimjax_default']['cold']['seconds']:.1f} s cold", flush=True)
         r["e2e_frozen_speedup"] = r["e2e_torch"]["seconds"] / r["e2e_ssimjax_plan"]["cold"]["seconds"]
         r["e2e_frozen_speedup_warm_cache"] = r["e2e_torch"]["seconds"] / r["e2e_ssimjax_plan"]["warm"]["seconds"]

@@ -9,10 +9,10 @@ seeded; early stopping on val) and scores the held-out source (SRCC, PLCC, MAE):
   (b) backbone features + image statistics (native resolution, standardised in the model) -> MLP
   (c) as (b), with every backbone stage average-pooled instead of the last only
   (e) ridge regression on the image statistics alone (the baseline to beat)
-  (f) image statistics alone -> MLP: ssimjax's default model
+  (f) image statistics alone -> MLP (``--no-map-net``)
   (g) as (f), plus one input: the image's SSIM as a small network predicts it pixel by pixel at
       the image's own resolution, trained on the real pipeline's SSIM maps of the training rows
-      (ssimjax.localmap; an experiment: the run and the torch export cannot build it)
+      (ssimjax.localmap): ssimjax's default model
 (d), fine-tuning the backbone, is priced per image on this machine rather than run: see --finetune-cost.
 Backbone features and statistics are computed once (and cached) and shared by every candidate.
 """
@@ -27,37 +27,6 @@ import time
 import numpy as np
 
 import _cli
-
-
-def ssim_map_job(job: tuple) -> tuple:
-    """``(sha, map)``: the real pipeline's SSIM map of one image file, float16 (a worker-process job)."""
-    from ssimjax.data import open_image, read_file
-    from ssimjax.pipeline import conversion_ssim_map
-
-    sha, path = job
-    return sha, conversion_ssim_map(open_image(read_file(path)[0]))[1].astype(np.float16)
-
-
-def ssim_maps(paths, shas, cache_dir, log=print) -> list:
-    """Every image's SSIM map, computed over every core on first use and cached (compressed)
-    under ``cache_dir/ssim-maps`` by the image file's sha256 (``shas``)."""
-    import os
-    import tempfile
-
-    from ssimjax.pipeline import run_jobs
-
-    folder = cache_dir / "ssim-maps"
-    folder.mkdir(parents=True, exist_ok=True)
-    todo = sorted({(sha, p) for sha, p in zip(shas, paths) if not (folder / f"{sha}.npz").is_file()})
-    if todo:
-        t = time.perf_counter()
-        for sha, m in run_jobs(ssim_map_job, todo):
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp.npz")
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, map=m)
-            os.replace(tmp, folder / f"{sha}.npz")
-        log(f"SSIM maps of {len(todo)} images computed in {time.perf_counter() - t:.0f}s")
-    return [np.load(folder / f"{sha}.npz")["map"].astype(np.float32) for sha in shas]
 
 
 def ridge_fit_predict(x_train, y_train, x_val, y_val, x_test, alphas=np.logspace(-3, 3, 13)):
@@ -81,7 +50,8 @@ def finetune_cost(batch_size: int = 16, steps: int = 3) -> float:
     from ssimjax.config import TrainConfig
     from ssimjax.steps import Trainer, create_train_state
 
-    config = TrainConfig(freeze_backbone=False, image_stats=False, backbone_features=True, batch_size=batch_size)
+    config = TrainConfig(freeze_backbone=False, image_stats=False, map_net=False, backbone_features=True,
+                         batch_size=batch_size)
     state, trainer = create_train_state(config), Trainer.from_config(config)
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)),
@@ -103,8 +73,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="a manifest with a 'source' column instead of the built-in set")
     p.add_argument("--cache-dir", help="default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax")
     p.add_argument("--sources", help="comma-separated held-out sources (default: every source)")
-    p.add_argument("--candidates", default="a,b,c,e,f",
-                   help="which of a,b,c,e,f,g to run (default a,b,c,e,f; g trains a map network per held-out set)")
+    p.add_argument("--candidates", default="a,b,c,e,f,g",
+                   help="which of a,b,c,e,f,g to run (default all; g trains a map network per held-out set)")
     p.add_argument("--map-steps", type=int, default=1000, help="(g): training steps of the map network (default 1000)")
     p.add_argument("--map-channels", type=int, default=16, help="(g): the map network's width (default 16)")
     p.add_argument("--map-cell", type=int, default=2,
@@ -130,7 +100,7 @@ def main(argv=None) -> int:
     wanted = set(args.candidates.split(","))
     # Backbone features (every stage; the last 2048 columns are the last stage's) only when a
     # candidate uses them: extracting them is most of the cost.
-    base = TrainConfig(pooled_stages="all", backbone_features=bool(wanted & {"a", "b", "c"}))
+    base = TrainConfig(pooled_stages="all", backbone_features=bool(wanted & {"a", "b", "c"}), map_net=False)
     trainer = Trainer.from_config(base)
     state = create_train_state(base)
     inputs, facts, timings = build_inputs(trainer, state.variables, data, cache_dir, skip_invalid=True)
@@ -155,17 +125,16 @@ def main(argv=None) -> int:
         return predict(Trainer.from_config(config), res.state, part(te), 256)
 
     if "g" in wanted:
-        from ssimjax import models
-        from ssimjax.data import open_image, read_file, to_rgb
-        from ssimjax.localmap import MapNet, map_scores, train_map_net
+        from ssimjax.data import open_image, read_file, rgb_pixels
+        from ssimjax.localmap import MapNet, cached_ssim_maps, map_scores, train_map_net
 
         t = time.perf_counter()
         pixels, shas = [], []
         for path in inputs["path"]:
             raw, sha = read_file(path)
-            pixels.append(np.asarray(to_rgb(open_image(raw)), np.uint8))
+            pixels.append(rgb_pixels(open_image(raw)))
             shas.append(sha)
-        maps = ssim_maps(list(inputs["path"]), shas, cache_dir)
+        maps = cached_ssim_maps(list(inputs["path"]), shas, cache_dir, log=print)
         print(f"SSIM maps and pixels ready in {time.perf_counter() - t:.0f}s", flush=True)
         spec = MapNet(channels=args.map_channels, cell=args.map_cell)
 
@@ -179,26 +148,19 @@ def main(argv=None) -> int:
                   f"{time.perf_counter() - t - t_train:.0f}s; its score alone on the held-out rows: SRCC "
                   f"{quality_metrics(score[te], y[te])['srcc']:.3f}", flush=True)
             extended = np.concatenate([stats, score[:, None]], axis=1)
-            # The MLP takes one input more than the statistics. Only this experiment builds such
-            # a model, so the input count is widened here rather than in the library's config.
-            default_count = models.num_stats
-            models.num_stats = lambda config: extended.shape[1]
-            try:
-                return mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te, stats=extended)
-            finally:
-                models.num_stats = default_count
+            return mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te, stats=extended)
 
     candidates = {
         "a": ("(a) plan: ResNet-50 features -> MLP",
               lambda tr, va, te: mlp(TrainConfig.plan_model(), last, False, tr, va, te)),
         "b": ("(b) features + statistics -> MLP",
-              lambda tr, va, te: mlp(TrainConfig(backbone_features=True), last, True, tr, va, te)),
+              lambda tr, va, te: mlp(TrainConfig(backbone_features=True, map_net=False), last, True, tr, va, te)),
         "c": ("(c) all-stage features + statistics -> MLP",
               lambda tr, va, te: mlp(base, all_stages, True, tr, va, te)),
         "e": ("(e) ridge on statistics (baseline)",
               lambda tr, va, te: ridge_fit_predict(stats[tr], y[tr], stats[va], y[va], stats[te])),
-        "f": ("(f) statistics -> MLP (default)",
-              lambda tr, va, te: mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te)),
+        "f": ("(f) statistics -> MLP (--no-map-net)",
+              lambda tr, va, te: mlp(TrainConfig(map_net=False), np.zeros((len(y), 0), np.float32), True, tr, va, te)),
     }
     if "g" in wanted:
         candidates["g"] = ("(g) statistics + learned SSIM-map score -> MLP", with_map_score)

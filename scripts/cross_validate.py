@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     from ssimjax.config import ConfigError, TrainConfig
     from ssimjax.data import DataError
     from ssimjax.features import build_inputs, default_cache_dir
+    from ssimjax.models import merge_backbone, split_backbone
     from ssimjax.npm import PackageError
     from ssimjax.predict import load_run
     from ssimjax.report import plot_cross_validation, write_report
@@ -70,6 +71,14 @@ def main(argv=None) -> int:
         else:
             config = (TrainConfig.plan_model if args.plan_model else TrainConfig)(**changes)
             data, base = args.data or "icons", None
+        if config.map_net:
+            # The map network trains once per run, on its training rows: its scores would leak
+            # into folds it saw, and one per fold costs minutes. Folds compare the MLP alone.
+            print("cross-validating the statistics MLP without the map score (the map network is not "
+                  "retrained per fold)")
+            config = config.replace(map_net=False)
+            if base is not None:  # the run's backbone, under an MLP of the narrower input
+                base = merge_backbone(create_train_state(config).variables, split_backbone(base)[0])
         trainer = Trainer.from_config(config)
         if base is None:
             base = create_train_state(config).variables

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .fit import predict
+from .localmap import MAP_SCORE_NAME
 from .metrics import correlation
 from .models import PREDICTOR, QualityModel
 from .predict import model_inputs, predict_images
@@ -35,17 +36,18 @@ def add_noise(img: Image.Image, sigma: float, rng: np.random.Generator) -> Image
 
 
 def validate_robustness(trainer: Trainer, state: TrainState, images: Sequence[Image.Image],
-                        noise_levels=NOISE_LEVELS, passes: int = 5, seed: int = 0, batch_size: int = 16) -> dict:
+                        noise_levels=NOISE_LEVELS, passes: int = 5, seed: int = 0, batch_size: int = 16,
+                        map_model=None) -> dict:
     """Predictions under Gaussian pixel noise (applied to the image at its own resolution, before
     anything the model computes from it), their correlation with the clean predictions, and the
     spread of predictions over ``passes`` repeated evaluations of the same inputs."""
     rng = np.random.default_rng(seed)
-    inputs = model_inputs(trainer, images)
+    inputs = model_inputs(trainer, images, map_model)
     clean = predict(trainer, state, inputs, batch_size)
     out = {"images": len(images), "noise_levels": list(noise_levels), "clean_mean": float(clean.mean())}
     corrs = []
     for sigma in noise_levels:
-        noisy = predict_images(trainer, state, [add_noise(img, sigma, rng) for img in images], batch_size)
+        noisy = predict_images(trainer, state, [add_noise(img, sigma, rng) for img in images], batch_size, map_model)
         c = correlation(clean, noisy)
         corrs.append(c)
         out[f"noise_correlation_{sigma}"] = c
@@ -63,19 +65,19 @@ def _peak_rss_mb() -> float:
 
 
 def benchmark_performance(trainer: Trainer, state: TrainState, images: Sequence[Image.Image],
-                          batch_size: int = 32, repeats: int = 3) -> dict:
-    """Per-image inference time from decoded images (statistics, resize, model), batch by batch
+                          batch_size: int = 32, repeats: int = 3, map_model=None) -> dict:
+    """Per-image inference time from decoded images (statistics, map score, resize, model), batch by batch
     after one warm-up batch (compilation excluded): mean / std / min / max over the batches, images
     per second, the model's own share (on prepared inputs), and peak memory (the process's peak
     resident set; the device's peak where the backend reports it)."""
     n = len(images)
     batches = [images[i:i + batch_size] for i in range(0, n, batch_size)]
-    predict_images(trainer, state, batches[0], batch_size)  # compile
+    predict_images(trainer, state, batches[0], batch_size, map_model)  # compile
     per_image, model_per_image = [], []
     for _ in range(repeats):
         for b in batches:
             t0 = time.perf_counter()
-            inputs = model_inputs(trainer, b)
+            inputs = model_inputs(trainer, b, map_model)
             t1 = time.perf_counter()
             predict(trainer, state, inputs, batch_size)
             t2 = time.perf_counter()
@@ -97,7 +99,7 @@ def benchmark_performance(trainer: Trainer, state: TrainState, images: Sequence[
 
 
 def feature_names(trainer: Trainer, num_features: int) -> list[str]:
-    stats = list(STAT_NAMES) if trainer.model.num_stats else []
+    stats = (list(STAT_NAMES) + [MAP_SCORE_NAME])[:trainer.model.num_stats]
     return [f"backbone_{i}" for i in range(num_features)] + stats
 
 
@@ -146,7 +148,7 @@ def analyze_feature_importance(trainer: Trainer, state: TrainState, inputs: dict
 
 
 def run_analyses(trainer: Trainer, state: TrainState, paths: Sequence[str], inputs: dict, out_dir,
-                 samples: int = 100, batch_size: int = 32, seed: int = 0) -> dict:
+                 samples: int = 100, batch_size: int = 32, seed: int = 0, map_model=None) -> dict:
     """Robustness and the inference benchmark on up to ``samples`` of the image files ``paths``
     (a seeded choice), and feature importance on the matching rows of ``inputs``; each written to
     ``out_dir`` as JSON (``robustness.json``, ``benchmark.json``, ``feature_importance.json``)."""
@@ -161,8 +163,9 @@ def run_analyses(trainer: Trainer, state: TrainState, paths: Sequence[str], inpu
     pick = np.sort(np.random.default_rng(seed).permutation(n)[:min(samples, n)])
     images = [open_image(read_file(paths[i])[0]) for i in pick]
     results = {
-        "robustness": validate_robustness(trainer, state, images, seed=seed, batch_size=batch_size),
-        "benchmark": benchmark_performance(trainer, state, images, batch_size=batch_size),
+        "robustness": validate_robustness(trainer, state, images, seed=seed, batch_size=batch_size,
+                                          map_model=map_model),
+        "benchmark": benchmark_performance(trainer, state, images, batch_size=batch_size, map_model=map_model),
         "feature_importance": analyze_feature_importance(trainer, state, {k: v[pick] for k, v in inputs.items()},
                                                          num_samples=len(pick)),
     }

@@ -17,6 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
 
+from .localmap import MapModel, MapNet, init_map_net
 from .models import merge_backbone, split_backbone
 from .steps import TrainState
 
@@ -68,6 +69,25 @@ def load_backbone(run_dir: str | Path, state: TrainState) -> TrainState:
         backbone = ckptr.restore(path, _abstract(split_backbone(state.variables)[0]))
     variables = merge_backbone(_all_variables(state), backbone)
     return state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+
+
+def map_net_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir).absolute() / "map_net"
+
+
+def save_map_net(run_dir: str | Path, model: MapModel) -> None:
+    """Writes a run's trained map network (frozen while the MLP trains) beside its checkpoints."""
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(map_net_dir(run_dir), model.params)
+
+
+def load_map_net(run_dir: str | Path, spec: MapNet) -> MapModel:
+    path = map_net_dir(run_dir)
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing (runs with the map network keep it here)")
+    with ocp.StandardCheckpointer() as ckptr:
+        params = ckptr.restore(path, _abstract(init_map_net(spec)))
+    return MapModel(spec, params)
 
 
 class RunCheckpoints:

@@ -171,6 +171,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def rgb_pixels(img: Image.Image) -> np.ndarray:
+    """uint8 RGB (H, W, 3) at the image's own resolution, as :func:`to_rgb` composes it (what the
+    pipeline's SSIM, the statistics and the map network see)."""
+    return np.asarray(to_rgb(img), np.uint8)
+
+
 def open_image(data: bytes) -> Image.Image:
     """Decodes image bytes fully, refusing decompression bombs. Raises :class:`ImageError`."""
     try:

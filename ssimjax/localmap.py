@@ -3,8 +3,9 @@ the image's own resolution, trained on the real pipeline's SSIM maps (one target
 ``cell`` x ``cell`` pixels instead of one per image), whose mean over an image predicts the image's
 SSIM.
 
-An experiment beside the default model (``scripts/compare_models.py --candidates g``): its image
-score joins the image statistics as one more MLP input. The network sees the image as a cell x cell
+Part of the default model (``TrainConfig.map_net``): trained first, on the training rows' maps,
+then frozen; its image score (:data:`MAP_SCORE_NAME`) joins the image statistics as one more MLP
+input. The network sees the image as a cell x cell
 space-to-depth stack (12 channels at half resolution for 2x2 cells, so thin lines are not lost), then dilated
 3x3 convolutions; it is applied with VALID padding to tiles that carry ``margin`` pixels of context
 on each side, so tiled prediction equals prediction on the whole (edge-extended) image.
@@ -12,7 +13,9 @@ on each side, so tiled prediction equals prediction on the whole (edge-extended)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import jax
@@ -20,7 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .pipeline import SSIM_MAP_BORDER
+from .data import DataError, open_image, read_file, rgb_pixels
+from .pipeline import SSIM_MAP_BORDER, conversion_ssim_map, run_jobs, save_ssim_map, ssim_map_path
+
+# The map score's name among the MLP's inputs (after the image statistics).
+MAP_SCORE_NAME = "map_score"
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,11 @@ class MapNet:
     def margin(self) -> int:
         """Pixels of context each side that one output cell needs (at full resolution)."""
         return self.cell * sum(self.dilations)
+
+
+def map_spec(config) -> MapNet:
+    """The map network a :class:`ssimjax.config.TrainConfig` describes."""
+    return MapNet(channels=config.map_channels)
 
 
 def init_map_net(spec: MapNet, seed: int = 0) -> list:
@@ -78,6 +90,18 @@ def cell_targets(ssim_map: np.ndarray, cell: int = 2) -> tuple[np.ndarray, np.nd
     pool = lambda a: a.reshape(a.shape[0] // cell, cell, a.shape[1] // cell, cell).sum((1, 3))  # noqa: E731
     weight = pool(counts)
     return (pool(values) / np.maximum(weight, 1.0)).astype(np.float32), weight
+
+
+def cell_weights(height: int, width: int, cell: int) -> np.ndarray:
+    """How many pixels of each cell count toward an image's SSIM (:func:`cell_targets`' weight)."""
+    return cell_targets(np.zeros((height, width), np.float32), cell)[1]
+
+
+def score_from_cells(cells: np.ndarray, height: int, width: int, cell: int) -> float:
+    """An image's predicted SSIM from its predicted cells: averaged as scikit-image averages the
+    real map (pixels within ``SSIM_MAP_BORDER`` of the edge left out). Shared with the torch model."""
+    weight = cell_weights(height, width, cell)
+    return float((cells * weight).sum() / max(weight.sum(), 1.0))
 
 
 def crop(image: np.ndarray, y0: int, x0: int, size: int, margin: int) -> np.ndarray:
@@ -205,8 +229,82 @@ def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile:
 def map_scores(params: list, spec: MapNet, images: Sequence[np.ndarray], **kw) -> np.ndarray:
     """Each image's predicted SSIM: its predicted map averaged as scikit-image averages the real
     one (pixels within ``SSIM_MAP_BORDER`` of the edge left out)."""
-    out = []
-    for img, cells in zip(images, predict_maps(params, spec, images, **kw)):
-        weight = cell_targets(np.zeros(img.shape[:2], np.float32), spec.cell)[1]
-        out.append(float((cells * weight).sum() / max(weight.sum(), 1.0)))
-    return np.asarray(out, np.float32)
+    return np.asarray([score_from_cells(cells, *img.shape[:2], spec.cell)
+                       for img, cells in zip(images, predict_maps(params, spec, images, **kw))], np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class MapModel:
+    """A trained map network: its shape and weights."""
+
+    spec: MapNet
+    params: list
+
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Each uint8 RGB image's predicted SSIM (:func:`map_scores`)."""
+        return map_scores(self.params, self.spec, images)
+
+
+def score_files(model: MapModel, paths: Sequence[str | Path], chunk: int = 64) -> np.ndarray:
+    """The map score of each image file, decoded ``chunk`` at a time."""
+    out = [model.score([rgb_pixels(open_image(read_file(p)[0])) for p in paths[i:i + chunk]])
+           for i in range(0, len(paths), chunk)]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def with_map_scores(stats: np.ndarray, paths: Sequence[str | Path], model: MapModel) -> np.ndarray:
+    """Image statistics (N, S) of the image files ``paths`` with each one's map score appended."""
+    return np.concatenate([stats, score_files(model, list(paths))[:, None]], axis=1).astype(np.float32)
+
+
+def _ssim_map_job(job: tuple) -> tuple:
+    """``(sha, map or None)``: the real pipeline's SSIM map of one image file, float16 (a
+    worker-process job); None where the pipeline cannot convert it (e.g. smaller than SSIM's
+    window)."""
+    sha, path = job
+    try:
+        return sha, conversion_ssim_map(open_image(read_file(path)[0]))[1].astype(np.float16)
+    except Exception:  # one image VTracer, resvg or SSIM refuse must not stop the others
+        return sha, None
+
+
+def cached_ssim_maps(paths: Sequence[str | Path], shas: Sequence[str], cache_dir: str | Path, log=None) -> list:
+    """Every image's real SSIM map (VTracer, resvg, SSIM), cached by the image file's sha256
+    (``shas``; :func:`ssimjax.pipeline.ssim_map_path`): the built-in real-logo set stores them as
+    it labels its images; others are computed here over every core on first use. None for an
+    image the pipeline cannot convert."""
+    todo = sorted({(sha, str(p)) for sha, p in zip(shas, paths) if not ssim_map_path(cache_dir, sha).is_file()})
+    failed = set()
+    if todo:
+        t = time.perf_counter()
+        for sha, m in run_jobs(_ssim_map_job, todo):
+            if m is None:
+                failed.add(sha)
+            else:
+                save_ssim_map(cache_dir, sha, m)
+        if log:
+            log(f"SSIM maps of {len(todo)} images computed in {time.perf_counter() - t:.0f}s")
+    return [None if sha in failed else np.load(ssim_map_path(cache_dir, sha))["map"].astype(np.float32)
+            for sha in shas]
+
+
+def fit_map_model(paths: Sequence[str | Path], spec: MapNet, cache_dir: str | Path, steps: int = 1000,
+                  seed: int = 0, log=None) -> MapModel:
+    """A map network trained on the image files ``paths`` (the training rows) and their real SSIM
+    maps (:func:`cached_ssim_maps`)."""
+    pixels, shas = [], []
+    for p in paths:
+        raw, sha = read_file(p)
+        pixels.append(rgb_pixels(open_image(raw)))
+        shas.append(sha)
+    maps = cached_ssim_maps(paths, shas, cache_dir, log)
+    keep = [i for i, m in enumerate(maps) if m is not None]
+    if not keep:
+        raise DataError("the SSIM-map network has nothing to train on: the pipeline converts none of the "
+                         f"{len(paths)} training images (e.g. {paths[0]}); train with --no-map-net")
+    if len(keep) < len(maps) and log:
+        log(f"{len(maps) - len(keep)} training images the pipeline cannot convert (e.g. smaller than SSIM's "
+            "11x11 window) are left out of the map network's training")
+    params, _ = train_map_net([pixels[i] for i in keep], [maps[i] for i in keep], spec, steps=steps, seed=seed,
+                              log=log)
+    return MapModel(spec, params)

@@ -2,34 +2,40 @@
 
 ``make_icon_dataset`` writes ``DIR/images/*``, ``DIR/labels.csv`` (``image,ssim,source,icon,
 recipe``) and ``DIR/labels_meta.json`` (packages and their integrity, VTracer parameters, SSIM
-settings, versions, and how many icons were skipped and why). This module does not import JAX.
+settings, versions, and how many icons were skipped and why); each label's per-pixel SSIM map goes
+to the cache (:func:`ssimjax.pipeline.ssim_map_path`). This module does not import JAX.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .pipeline import SSIM_SETTINGS, VTRACER_DEFAULTS, build_cached, conversion_ssim, package_versions, run_jobs
+from .pipeline import (
+    SSIM_SETTINGS, VTRACER_DEFAULTS, build_cached, conversion_ssim_map, package_versions, run_jobs, save_ssim_map,
+)
 from .config import DEFAULT_ICON_COUNT
 from .icons import DEFAULT_SOURCES, ICONS_VERSION, Source, choose_icons, draw_recipe, rasterise, source_svgs
 
 
 
 def _make_one(job):
-    index, source, icon, svg, seed, out_dir = job
+    index, source, icon, svg, seed, out_dir, maps_dir = job
     recipe = draw_recipe(seed, index)
     try:
         img, data = rasterise(svg, recipe)
-        ssim = conversion_ssim(img)
+        ssim, ssim_map = conversion_ssim_map(img)
     except Exception as e:  # resvg or VTracer refusing one icon must not stop the set
         return index, None, f"{type(e).__name__}: {str(e)[:120]}"
     ext = "jpg" if recipe["format"] == "jpeg" else "png"
     name = f"images/{index:05d}_{source}.{ext}"
     (Path(out_dir) / name).write_bytes(data)
+    # The label's per-pixel map, cached for the map network to train on (no second conversion).
+    save_ssim_map(maps_dir, hashlib.sha256(data).hexdigest(), ssim_map)
     return index, (name, ssim, source, icon, recipe), None
 
 
@@ -48,7 +54,7 @@ def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int |
     picks = choose_icons({s: list(v) for s, v in svgs.items()}, count, seed)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    jobs = [(i, s, icon, svgs[s][icon], seed, str(out)) for i, (s, icon) in enumerate(picks)]
+    jobs = [(i, s, icon, svgs[s][icon], seed, str(out), str(cache_dir)) for i, (s, icon) in enumerate(picks)]
     results = sorted(run_jobs(_make_one, jobs, workers, progress, chunks_per_worker=16), key=lambda r: r[0])
     skipped = Counter(why.split(":")[0] for _, row, why in results if row is None)
     if log and skipped:

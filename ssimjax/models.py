@@ -183,6 +183,9 @@ class Predictor(nn.Module):
         if self.num_stats:
             if stats is None:
                 raise ValueError(f"this model needs {self.num_stats} image statistics per row beside the features")
+            if stats.shape[-1] != self.num_stats:
+                raise ValueError(f"this model takes {self.num_stats} image statistics per row (with map_net the "
+                                 f"learned map score is the last), got {stats.shape[-1]}")
             x = jnp.concatenate([x, InputNorm(self.num_stats, name="input_norm")(stats).astype(x.dtype)], axis=-1)
         for i, h in enumerate(self.hidden_dims):
             x = nn.Dense(h, kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros, dtype=_compute_dtype(self.dtype),
@@ -251,8 +254,11 @@ def make_model(config: Any) -> QualityModel:
 
 
 def num_stats(config: Any) -> int:
-    """How many image statistics the configured model takes (0 for the plan's model)."""
-    return len(STAT_NAMES) if getattr(config, "image_stats", False) else 0
+    """How many image statistics the configured model takes (0 for the plan's model), the learned
+    map score (``map_net``) counted as the last."""
+    if not getattr(config, "image_stats", False):
+        return 0
+    return len(STAT_NAMES) + (1 if getattr(config, "map_net", False) else 0)
 
 
 def split_backbone(variables: dict) -> tuple[dict, dict]:

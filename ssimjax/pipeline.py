@@ -91,6 +91,21 @@ def conversion_ssim(img: Image.Image) -> float:
     return luminance_ssim(original, rendered)
 
 
+def ssim_map_path(cache_dir: str | Path, image_sha: str) -> Path:
+    """Where an image file's SSIM map is cached: ``cache_dir/ssim-maps/<sha256 of the file>.npz``."""
+    return Path(cache_dir) / "ssim-maps" / f"{image_sha}.npz"
+
+
+def save_ssim_map(cache_dir: str | Path, image_sha: str, ssim_map: np.ndarray) -> None:
+    """Caches an image file's SSIM map (float16, compressed), atomically: never half a file."""
+    path = ssim_map_path(cache_dir, image_sha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    with os.fdopen(fd, "wb") as f:
+        np.savez_compressed(f, map=np.asarray(ssim_map, np.float16))
+    os.replace(tmp, path)
+
+
 def package_versions(*names: str) -> dict:
     """Installed version of each named distribution (None where it is not installed)."""
     out = {}

@@ -9,11 +9,12 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from .checkpoint import CheckpointError, RunCheckpoints
+from .checkpoint import CheckpointError, RunCheckpoints, load_map_net
 from .config import ConfigError, TrainConfig, load_config
 from .fit import predict
+from .localmap import MapModel, map_spec
 from .start import RunError
-from .stats import image_inputs
+from .stats import STAT_NAMES, image_inputs
 from .steps import Trainer, TrainState, create_train_state
 
 
@@ -24,6 +25,7 @@ class LoadedRun:
     config: TrainConfig
     meta: dict  # the latest checkpoint's meta item (history, best epoch, metrics)
     facts: dict  # config.json's run facts (data, versions, backbone)
+    map_model: MapModel | None = None  # the trained map network, when the model takes its score
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -47,30 +49,38 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             raise RunError(f"{run_dir}: no checkpoint saved yet")
         meta = checkpoints.read_meta(last)
         state, _ = checkpoints.restore(meta["best_epoch"], create_train_state(config))
+        map_model = load_map_net(run_dir, map_spec(config)) if config.map_net else None
     except CheckpointError as e:
         raise RunError(str(e)) from None
     finally:
         checkpoints.close()
-    return LoadedRun(state, Trainer.from_config(config), config, meta, facts)
+    return LoadedRun(state, Trainer.from_config(config), config, meta, facts, map_model)
 
 
-def model_inputs(trainer: Trainer, images: Sequence[str | Path | Image.Image]) -> dict:
+def takes_map_score(trainer: Trainer) -> bool:
+    return trainer.model.num_stats > len(STAT_NAMES)
+
+
+def model_inputs(trainer: Trainer, images: Sequence[str | Path | Image.Image], map_model: MapModel | None = None) -> dict:
     """What the model reads from image files or decoded images: the 224x224 pixels when it sees
-    backbone features, the statistics at each image's own resolution when it takes them (a backbone
-    whose features the MLP does not see is not run)."""
+    backbone features, the statistics at each image's own resolution when it takes them, and the
+    map network's score after them (a backbone whose features the MLP does not see is not run)."""
     model = trainer.model
-    inputs = image_inputs(images, with_pixels=model.backbone_features, with_stats=model.num_stats > 0)
+    if takes_map_score(trainer) and map_model is None:
+        raise ValueError("this model takes the learned map score: pass its map network (load_run(...).map_model)")
+    inputs = image_inputs(images, with_pixels=model.backbone_features, with_stats=model.num_stats > 0,
+                          map_score=map_model.score if takes_map_score(trainer) else None)
     if not model.backbone_features:  # the MLP reads the statistics alone
         inputs["features"] = np.zeros((len(images), 0), np.float32)
     return inputs
 
 
 def predict_images(trainer: Trainer, state: TrainState, images: Sequence[str | Path | Image.Image],
-                   batch_size: int = 16) -> np.ndarray:
+                   batch_size: int = 16, map_model: MapModel | None = None) -> np.ndarray:
     """Predicted SSIM per image file or decoded image, through the whole model."""
-    return predict(trainer, state, model_inputs(trainer, images), batch_size)
+    return predict(trainer, state, model_inputs(trainer, images, map_model), batch_size)
 
 
 def predict_files(run: LoadedRun, paths: Sequence[str | Path], batch_size: int = 16) -> np.ndarray:
     """Predicted SSIM per image file of a loaded run."""
-    return predict_images(run.trainer, run.state, paths, batch_size)
+    return predict_images(run.trainer, run.state, paths, batch_size, run.map_model)

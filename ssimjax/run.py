@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, RunCheckpoints, load_backbone, save_backbone
+from .checkpoint import CheckpointError, RunCheckpoints, load_backbone, load_map_net, save_backbone, save_map_net
 from .config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig, save_config
 from .data import split_rows
 from .parallel import data_mesh, describe, round_up
 from .pipeline import package_versions
 from .features import backbone_hash, build_inputs, default_cache_dir
 from .fit import FitProgress, FitResult, TrainingError, fit, history_keys, predict
+from .localmap import fit_map_model, map_spec, with_map_scores
 from .metrics import quality_metrics
 from .models import PREDICTOR, count_params, merge_backbone
 from .variables import init_variables, with_head_bias, with_input_norm
@@ -39,13 +40,14 @@ def _json_dump(path: Path, obj) -> None:
     tmp.replace(path)
 
 
-def _write_report(out: Path, trainer, state, val: dict, val_paths, predictions: dict, config) -> None:
+def _write_report(out: Path, trainer, state, val: dict, val_paths, predictions: dict, config, map_model) -> None:
     from .analysis import run_analyses
     from .report import write_predictions, write_report
 
     t0 = time.perf_counter()
     write_predictions(out / "report" / "predictions.csv", predictions)
-    run_analyses(trainer, state, list(val_paths), val, out / "report", batch_size=config.batch_size, seed=config.seed)
+    run_analyses(trainer, state, list(val_paths), val, out / "report", batch_size=config.batch_size, seed=config.seed,
+                 map_model=map_model)
     t1 = time.perf_counter()
     written = write_report(out)
     log.info(f"report: {written['dashboard']} (analyses {t1 - t0:.1f} s, figures {time.perf_counter() - t1:.1f} s)")
@@ -128,6 +130,24 @@ def train_run(
     sources = inputs.pop("source")
     paths = inputs.pop("path")
     train_idx, val_idx, test_idx = split_rows(sources, config.validation_split, config.seed, config.test_source)
+    map_model = None
+    if config.map_net:
+        # Trained first, on the training rows' SSIM maps alone, then frozen: its score is one more
+        # statistic for every row. A resumed run reads back the network it trained.
+        t0 = time.perf_counter()
+        if plan.resume:
+            try:
+                map_model = load_map_net(out, map_spec(config))
+            except CheckpointError as e:
+                raise RunError(str(e)) from None
+        else:
+            log.info(f"training the SSIM-map network on the {len(train_idx)} training images ({config.map_steps} steps)")
+            map_model = fit_map_model(list(paths[train_idx]), map_spec(config), cache_dir, config.map_steps,
+                                      config.seed, log=log.info)
+            timings["map_net_train_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        inputs["stats"] = with_map_scores(inputs["stats"], paths, map_model)
+        timings["map_net_score_s"] = time.perf_counter() - t0
     train, val, test = ({k: v[idx] for k, v in inputs.items()} for idx in (train_idx, val_idx, test_idx))
     names, counts = np.unique(sources.astype(str), return_counts=True)
     facts.update(train_rows=len(train_idx), val_rows=len(val_idx), test_rows=len(test_idx),
@@ -146,6 +166,8 @@ def train_run(
                                 "scikit-image", "pillow")
     save_config(out / "config.json", config, data=facts, versions=versions,
                 backbone=dict(backbone_facts, sha256=weights_sha))
+    if map_model is not None and not plan.resume:
+        save_map_net(out, map_model)
     if not plan.resume and config.freeze_backbone:
         save_backbone(out, state)  # before any epoch, so even a run cut short keeps its start
     log.info(
@@ -203,6 +225,6 @@ def train_run(
         test_source=config.test_source, test_metrics=test_metrics, timings=timings, devices=devices,
     ))
     if report:
-        _write_report(out, trainer, result.state, val, paths[val_idx], predictions, config)
+        _write_report(out, trainer, result.state, val, paths[val_idx], predictions, config, map_model)
     log.info("timings: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in timings.items()))
     return result, out

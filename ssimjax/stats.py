@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .data import DataError, ImageError, open_image, read_file, resize_224, to_rgb
+from .data import DataError, ImageError, open_image, read_file, resize_224, rgb_pixels, to_rgb
 
 # Standardised statistics are clipped to this many standard deviations (in the model, both
 # frameworks): an icon set not trained on can hold values far outside the training range.
@@ -124,10 +124,12 @@ def image_statistics(img: Image.Image) -> np.ndarray:
 
 
 def image_inputs(images: Sequence[str | Path | Image.Image], with_pixels: bool = True,
-                 with_stats: bool = True) -> dict:
+                 with_stats: bool = True, map_score=None) -> dict:
     """The one path from image files (or PIL images) to the model's inputs, shared by
     ``predict.py`` and the PyTorch deployment: ``image`` uint8 (N, 224, 224, 3) as the model sees
-    it, and ``stats`` (N, S) at each image's own resolution, each when asked. Raises
+    it, and ``stats`` (N, S) at each image's own resolution, each when asked. ``map_score`` (with
+    ``with_stats``): a function from uint8 RGB images at their own resolution to one score each
+    (the learned map network, JAX's or the deployment's), appended as the last statistic. Raises
     :class:`ssimjax.data.DataError` naming the file that cannot be read."""
     decoded = []
     for item in images:
@@ -143,4 +145,7 @@ def image_inputs(images: Sequence[str | Path | Image.Image], with_pixels: bool =
         out["image"] = np.stack([resize_224(img) for img in decoded])
     if with_stats:
         out["stats"] = np.stack([image_statistics(img) for img in decoded])
+        if map_score is not None:
+            scores = np.asarray(map_score([rgb_pixels(img) for img in decoded]), np.float32)
+            out["stats"] = np.concatenate([out["stats"], scores.reshape(-1, 1)], axis=1)
     return out

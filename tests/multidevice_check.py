@@ -31,7 +31,7 @@ def synthetic(n, seed, dtype):
 
 def histories(dtype, epochs):
     config = TrainConfig(backbone="tiny", hidden_dims=(32, 16), batch_size=8, epochs=epochs, patience=50,
-                         backbone_features=True, loss="combined")
+                         backbone_features=True, loss="combined", map_net=False)
     runs = []
     for m in (None, mesh):
         variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), create_train_state(config).variables)
@@ -49,7 +49,7 @@ out["float32_first_epoch_loss_diff"] = max(abs(one[k][0] - four[k][0]) for k in 
 
 # Images: one train step of the whole model (backbone training) and feature extraction, split or not.
 config = TrainConfig(backbone="tiny", hidden_dims=(16,), batch_size=8, freeze_backbone=False, backbone_features=True,
-                     image_stats=False, loss="mse")
+                     image_stats=False, map_net=False, loss="mse")
 rng = np.random.default_rng(0)
 batch = {"image": rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), "ssim": rng.uniform(0.5, 1, 8).astype(np.float32),
          "mask": np.ones(8, bool)}

@@ -30,7 +30,7 @@ def test_reference_trainer_trains_the_plans_model():
 
 def test_benchmark_script_writes_its_keys(tmp_path):
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "scripts/benchmark.py", "--images", "8", "--epochs", "1", "--repeats", "1",
+    r = subprocess.run([sys.executable, "scripts/benchmark.py", "--images", "8", "--epochs", "1", "--repeats", "1", "--map-steps", "10",
                         "--cv-rows", "40", "--skip", "extract,finetune,mlp,latency,real,bf16", "--json", str(out),
                         "--cache-dir", str(tmp_path / "cache")],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--backbone", "tiny", "--hidden-dims", "32,16", "--batch-size", "8"]
+TINY = ["--backbone", "tiny", "--hidden-dims", "32,16", "--batch-size", "8", "--map-steps", "20"]
 
 
 def run(script, *args, env=None):

@@ -184,7 +184,7 @@ def test_bad_backbone_weights_and_tiny_export_are_clear_errors(small_dataset, tm
 def stats_run(tmp_path_factory, small_dataset):
     """The default model (backbone features + image statistics), exported."""
     out = tmp_path_factory.mktemp("stats") / "run"
-    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "2", "--batch-size", "8")
+    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "2", "--batch-size", "8", "--map-steps", "30")
     assert r.returncode == 0, r.stderr
     return out
 

@@ -138,3 +138,44 @@ def test_resuming_a_run_that_stopped_early_reports_its_own_epochs(tmp_path, smal
     again, _ = train_run(config, data=small_dataset, out=out, resume=True)
     assert again.stopped_early and again.epochs_completed == 3 and again.best_epoch == first.best_epoch
     assert again.history == first.history
+
+
+def test_default_model_trains_its_map_network_first_and_predicts_with_it(tmp_path, small_dataset):
+    """The default model: the SSIM-map network is trained on the training images, saved once in
+    the run folder, read back on resume and by load_run, and its score is the MLP's last input."""
+    import json
+
+    from ssimjax.config import TrainConfig
+    from ssimjax.features import build_inputs, default_cache_dir
+    from ssimjax.localmap import with_map_scores
+    from ssimjax.stats import STAT_NAMES
+
+    config = TrainConfig(backbone="tiny", hidden_dims=(16,), batch_size=8, epochs=4, map_steps=20)
+    assert config.map_net
+    full, out = train_run(config, data=small_dataset, out=tmp_path / "full", report=False)
+    assert (out / "map_net").is_dir()
+    timings = json.loads((out / "summary.json").read_text())["timings"]
+    assert timings["map_net_train_s"] > 0 and timings["map_net_score_s"] > 0
+    run = load_run(out)
+    assert run.map_model is not None and run.map_model.spec.channels == config.map_channels
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def interrupt(epoch, history):
+        if epoch == 1:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        train_run(config, data=small_dataset, out=tmp_path / "cut", on_epoch_end=interrupt, report=False)
+    resumed, _ = train_run(config, data=small_dataset, out=tmp_path / "cut", resume=True, report=False)
+    assert all(resumed.history[k] == v for k, v in full.history.items() if k not in TIMING_KEYS)
+
+    # predict.py's path (image files -> statistics + map score -> model) equals the training inputs'.
+    inputs, _, _ = build_inputs(run.trainer, run.state.variables, small_dataset, default_cache_dir(), False)
+    stats = with_map_scores(inputs["stats"], inputs["path"], run.map_model)
+    assert stats.shape[1] == len(STAT_NAMES) + 1 and np.ptp(stats[:, -1]) > 0
+    expected = predict(run.trainer, run.state, {"features": inputs["features"], "stats": stats}, 8)
+    np.testing.assert_allclose(predict_files(run, list(inputs["path"])), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="map score"):
+        predict(run.trainer, run.state, {"features": inputs["features"], "stats": inputs["stats"]}, 8)

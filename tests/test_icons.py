@@ -148,6 +148,17 @@ def test_icon_dataset_is_labelled_reproducible_and_counts_what_it_skips(registry
     assert (tmp_path / "b" / "labels.csv").read_text() == labels.read_text()
     for r in rows:
         assert (tmp_path / "a" / r["image"]).read_bytes() == (tmp_path / "b" / r["image"]).read_bytes()
+    # Each label's SSIM map is cached as it is computed: what the map network will train on.
+    from ssimjax.localmap import cached_ssim_maps
+    from ssimjax.data import open_image, read_file
+    from ssimjax.pipeline import SSIM_MAP_BORDER, conversion_ssim_map
+
+    files = [read_file(tmp_path / "a" / r["image"]) for r in rows]
+    maps = cached_ssim_maps([None] * len(rows), [sha for _, sha in files], cache)  # no path: none recomputed
+    b = SSIM_MAP_BORDER
+    for r, m, (raw, _) in zip(rows, maps, files):
+        assert abs(float(m[b:-b, b:-b].astype(np.float64).mean()) - float(r["ssim"])) < 2e-3  # float16 map
+        np.testing.assert_allclose(m, conversion_ssim_map(open_image(raw))[1], atol=1e-3)
 
 
 def test_the_default_packages_download_with_their_published_integrity(tmp_path):

@@ -96,7 +96,7 @@ def test_training_learns_the_maps_deterministically():
         train_map_net(arrays, maps, spec, steps=1, crop_size=33)
 
 
-def test_compare_models_runs_the_map_candidate(small_dataset, tmp_path, isolated_cache):
+def test_compare_models_runs_the_map_candidate(small_dataset, tmp_path):
     """(g) end to end on a tiny two-source set: maps computed once and cached, a score per source."""
     import csv
     import json
@@ -113,12 +113,54 @@ def test_compare_models_runs_the_map_candidate(small_dataset, tmp_path, isolated
         for i, r in enumerate(rows):
             w.writerow([str(small_dataset / r["image"]), r["ssim"], "ab"[i % 2]])
     script = Path(__file__).resolve().parent.parent / "scripts" / "compare_models.py"
+    cache = tmp_path / "cache"  # its own: other tests' runs cache maps of these images too
     cmd = [sys.executable, str(script), "--data", str(manifest), "--candidates", "e,g", "--map-steps", "4",
-           "--map-channels", "4", "--json", str(tmp_path / "out.json"), "--cache-dir", str(isolated_cache)]
+           "--map-channels", "4", "--json", str(tmp_path / "out.json"), "--cache-dir", str(cache)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"SSIM maps of {len(rows)} images computed" in r.stdout
     out = json.loads((tmp_path / "out.json").read_text())
     assert set(out["candidates"]["g"]["per_source"]) == {"a", "b"}
     assert all(np.isfinite(m["srcc"]) for m in out["candidates"]["g"]["per_source"].values())
-    assert len(list((isolated_cache / "ssim-maps").glob("*.npz"))) == len(rows)
+    assert len(list((cache / "ssim-maps").glob("*.npz"))) == len(rows)
+
+
+def test_torch_map_net_predicts_what_the_jax_one_predicts():
+    torch = pytest.importorskip("torch")
+    import jax
+
+    from bridge.convert import map_net_to_torch
+    from bridge.model import MapNet as TorchMapNet
+
+    spec = MapNet(channels=8)
+    # Biases and head away from their init, so every parameter's placement matters.
+    params = jax.tree_util.tree_map(lambda a: a + 0.05 * np.sin(np.arange(a.size).reshape(a.shape) + 1.0),
+                                    init_map_net(spec, 2))
+    rng = np.random.default_rng(3)
+    images = [np.asarray(logo(i, size), np.uint8) for i, size in enumerate([(61, 44), (9, 130), (200, 97)])]
+    images += [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(33, 35, 3), (1, 1, 3), (3, 70, 3)]]
+    net = TorchMapNet(spec.channels, spec.dilations, spec.cell)
+    net.load_state_dict({k.removeprefix("map_net."): v for k, v in map_net_to_torch(params).items()}, strict=True)
+    ours = predict_maps(params, spec, images, tile=32)
+    for img, cells in zip(images, ours):
+        with torch.no_grad():
+            theirs = net.cells(img).numpy()
+        assert theirs.shape == cells.shape
+        np.testing.assert_allclose(theirs, cells, atol=2e-5)
+    np.testing.assert_allclose(net.score(images), map_scores(params, spec, images, tile=32), atol=2e-6)
+
+
+def test_images_the_pipeline_cannot_convert_are_left_out_of_map_training(tmp_path):
+    from ssimjax.localmap import fit_map_model
+    from ssimjax.data import DataError
+
+    paths = []
+    for i, size in enumerate([(61, 44), (5, 5), (40, 33)]):
+        paths.append(tmp_path / f"{i}.png")
+        logo(i, size).save(paths[-1]) if min(size) > 8 else Image.new("RGB", size, (9, 9, 9)).save(paths[-1])
+    logs = []
+    model = fit_map_model(paths, MapNet(channels=4), tmp_path / "cache", steps=3, log=logs.append)
+    assert any("1 training images the pipeline cannot convert" in line for line in logs)
+    assert np.isfinite(model.score([np.asarray(logo(5), np.uint8)])).all()
+    with pytest.raises(DataError, match="nothing to train on"):
+        fit_map_model(paths[1:2], MapNet(channels=4), tmp_path / "cache", steps=3)

@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_readme_python_examples_run():
     text = (ROOT / "README.md").read_text()
     section = re.search(r"## From Python(.*?)\n## ", text, re.S).group(1)
-    first, second = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
-    code = first + "\nassert predictions.shape == (64,)\n" + second + "\nassert metrics['sample_count'] == 64\n"
+    first, second, *rest = re.findall(r"```python\n(.*?)```", section, re.S)
+    code = "\n".join([first, "assert predictions.shape == (64,)", second, "assert metrics['sample_count'] == 64",
+                      *rest])
     r = subprocess.run([sys.executable, "-c", code],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr

@@ -24,7 +24,8 @@ FIGURES = ("training_history.png", "loss_convergence.png", "prediction_analysis.
 def reported_run(tmp_path_factory, small_dataset):
     from ssimjax.config import TrainConfig
 
-    config = TrainConfig(backbone="tiny", hidden_dims=(32, 16), batch_size=8, epochs=4, scheduler="constant")
+    config = TrainConfig(backbone="tiny", hidden_dims=(32, 16), batch_size=8, epochs=4, scheduler="constant",
+                         map_steps=20)
     out = tmp_path_factory.mktemp("reported") / "run"
     train_run(config, data=small_dataset, out=out)
     return out

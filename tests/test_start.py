@@ -26,8 +26,10 @@ def test_the_mlp_sees_backbone_features_when_they_can_carry_signal(tmp_path):
         plan_run({"freeze_backbone": False, "backbone_features": False}, out=tmp_path / "r")
     with pytest.raises(ConfigError, match="the MLP needs an input"):
         TrainConfig(image_stats=False)
-    assert TrainConfig.plan_model() == TrainConfig(image_stats=False, backbone_features=True, loss="mse", epochs=50,
-                                                   patience=10)
+    assert TrainConfig.plan_model() == TrainConfig(image_stats=False, map_net=False, backbone_features=True,
+                                                   loss="mse", epochs=50, patience=10)
+    with pytest.raises(ConfigError, match="map_net: the map score joins the image statistics"):
+        TrainConfig(image_stats=False, backbone_features=True)
 
 
 def test_conflicting_requests_are_refused(tmp_path):

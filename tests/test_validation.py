@@ -43,7 +43,8 @@ def test_narrow_labels_fall_back_to_quantile_strata_and_kfold_when_asked():
 
 
 def test_folds_train_together_compiled_once_and_match_each_fold_alone():
-    config = TrainConfig(hidden_dims=(16, 8), batch_size=10, epochs=6, learning_rate=1e-2, dropout_rate=0.0)
+    config = TrainConfig(hidden_dims=(16, 8), batch_size=10, epochs=6, learning_rate=1e-2, dropout_rate=0.0,
+                         map_net=False)
     inputs = stats_inputs(90)  # folds of 18: the training sets (72) do not fill their last batch
     before = cv_epoch._cache_size()
     together = cross_validate(config, inputs, folds=5)
@@ -68,7 +69,7 @@ def test_folds_train_together_compiled_once_and_match_each_fold_alone():
 def test_folds_of_unequal_size_do_not_train_on_padding():
     # 51 rows: one fold trains on 40 rows (5 batches of 8), the others on 41 (6 batches, the last
     # with one row): the shorter fold's sixth, all-padding batch must change nothing.
-    config = TrainConfig(hidden_dims=(8,), batch_size=8, epochs=3, learning_rate=1e-2, dropout_rate=0.0)
+    config = TrainConfig(hidden_dims=(8,), batch_size=8, epochs=3, learning_rate=1e-2, dropout_rate=0.0, map_net=False)
     inputs = stats_inputs(51, seed=2)
     together = cross_validate(config, inputs, folds=5)
     sizes = [r["sample_count"] for r in together["fold_results"]]
@@ -79,7 +80,7 @@ def test_folds_of_unequal_size_do_not_train_on_padding():
 
 
 def test_cv_epochs_are_capped_at_20():
-    config = TrainConfig(hidden_dims=(8,), batch_size=16, epochs=150)
+    config = TrainConfig(hidden_dims=(8,), batch_size=16, epochs=150, map_net=False)
     res = cross_validate(config, stats_inputs(40), folds=2)
     assert res["epochs"] == 20 and len(res["history"]["val_loss"][0]) == 20
 
