@@ -9,8 +9,10 @@ A model trained with image statistics (ssimjax's default; ``config['image_stats'
 also has ``predictor.input_norm`` (buffers ``mean`` and ``std``): the statistics, computed by
 :mod:`ssimjax.stats` from the image at its own resolution, are standardised, clipped and form the
 MLP's input, after the 2048 backbone features when ``config['backbone_features']`` (default true;
-ssimjax's default model sets it false and never runs the backbone in ``predict_ssim``). ``predict_ssim`` then takes image files or PIL
-images and computes everything itself, exactly as ``scripts/predict.py`` does.
+ssimjax's default model sets it false and never runs the backbone in ``predict_ssim``). With
+``config['map_net']`` (ssimjax's default) the model also holds ``map_net`` (:class:`MapNet`), the
+learned SSIM-map network whose score is the last statistic. ``predict_ssim`` then takes image files
+or PIL images and computes everything itself, exactly as ``scripts/predict.py`` does.
 """
 
 from __future__ import annotations
