@@ -26,9 +26,9 @@ import torch.nn as nn
 import torchvision
 from PIL import Image
 
-from ssimjax.data import IMAGENET_MEAN, IMAGENET_STD, normalize, rgb_pixels
+from ssimjax.data import IMAGENET_MEAN, IMAGENET_STD, normalize
 from ssimjax.localmap import score_from_cells
-from ssimjax.stats import STAT_NAMES, STATS_CLIP, STATS_VERSION, image_inputs, image_statistics
+from ssimjax.stats import STAT_NAMES, STATS_CLIP, STATS_VERSION, image_inputs
 
 FEATURE_DIM = 2048
 DEFAULT_CONFIG = {
@@ -172,11 +172,8 @@ class QualityPredictionModel(nn.Module):
         if isinstance(x, torch.Tensor):
             stats = None
             if self.num_stats:
-                images = [_tensor_to_pil(t) for t in x]
-                stats = np.stack([image_statistics(img) for img in images])
-                if self._map_score is not None:
-                    scores = self._map_score([rgb_pixels(img) for img in images])
-                    stats = np.concatenate([stats, scores[:, None]], axis=1)
+                stats = prepare_images([_tensor_to_pil(t) for t in x], with_stats=True, with_pixels=False,
+                                       map_score=self._map_score)[1]
                 stats = torch.from_numpy(stats).to(x.device)
             return self.forward(x, stats)[0]
         images = [x] if isinstance(x, (str, Path, Image.Image)) else list(x)

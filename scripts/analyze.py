@@ -34,7 +34,6 @@ def main(argv=None) -> int:
     from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT
     from ssimjax.data import DataError, split_rows
     from ssimjax.features import build_inputs, default_cache_dir
-    from ssimjax.localmap import with_map_scores
     from ssimjax.npm import PackageError
     from ssimjax.predict import load_run
     from ssimjax.report import write_report
@@ -45,9 +44,8 @@ def main(argv=None) -> int:
         run = load_run(args.checkpoint)
         data = args.data or run.facts["data"]["manifest"]
         data = resolve_data(data, cache_dir, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT)
-        inputs, facts, _ = build_inputs(run.trainer, run.state.variables, data, cache_dir, args.skip_invalid)
-        if run.map_model is not None:
-            inputs["stats"] = with_map_scores(inputs["stats"], inputs["path"], run.map_model)
+        inputs, facts, _ = build_inputs(run.trainer, run.state.variables, data, cache_dir, args.skip_invalid,
+                                        map_model=run.map_model)
     except (DataError, RunError, PackageError) as e:
         _cli.fail(str(e), 1)
     sources, paths = inputs.pop("source"), inputs.pop("path")

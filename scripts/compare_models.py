@@ -125,25 +125,20 @@ def main(argv=None) -> int:
         return predict(Trainer.from_config(config), res.state, part(te), 256)
 
     if "g" in wanted:
-        from ssimjax.data import open_image, read_file, rgb_pixels
-        from ssimjax.localmap import MapNet, cached_ssim_maps, map_scores, train_map_net
+        from ssimjax.localmap import MapNet, cached_ssim_maps, read_pixels_and_shas, train_map_model
 
         t = time.perf_counter()
-        pixels, shas = [], []
-        for path in inputs["path"]:
-            raw, sha = read_file(path)
-            pixels.append(rgb_pixels(open_image(raw)))
-            shas.append(sha)
+        pixels, shas = read_pixels_and_shas(list(inputs["path"]))
         maps = cached_ssim_maps(list(inputs["path"]), shas, cache_dir, log=print)
         print(f"SSIM maps and pixels ready in {time.perf_counter() - t:.0f}s", flush=True)
         spec = MapNet(channels=args.map_channels, cell=args.map_cell)
 
         def with_map_score(tr, va, te):
             t = time.perf_counter()
-            params, _ = train_map_net([pixels[i] for i in tr], [maps[i] for i in tr], spec,
-                                      steps=args.map_steps, seed=base.seed, log=print)
+            model = train_map_model([pixels[i] for i in tr], [maps[i] for i in tr], spec, args.map_steps,
+                                    base.seed, log=print)
             t_train = time.perf_counter() - t
-            score = map_scores(params, spec, pixels)
+            score = model.score(pixels)
             print(f"  map network: trained {t_train:.0f}s, scored {len(pixels)} images "
                   f"{time.perf_counter() - t - t_train:.0f}s; its score alone on the held-out rows: SRCC "
                   f"{quality_metrics(score[te], y[te])['srcc']:.3f}", flush=True)

@@ -30,7 +30,6 @@ def main(argv=None) -> int:
     from ssimjax.data import DataError
     from ssimjax.features import build_inputs, default_cache_dir
     from ssimjax.fit import predict
-    from ssimjax.localmap import with_map_scores
     from ssimjax.metrics import quality_metrics
     from ssimjax.npm import PackageError
     from ssimjax.predict import load_run
@@ -40,9 +39,8 @@ def main(argv=None) -> int:
     try:
         run = load_run(args.checkpoint)
         data = resolve_data(args.data, cache_dir, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT)
-        inputs, facts, _ = build_inputs(run.trainer, run.state.variables, data, cache_dir, args.skip_invalid)
-        if run.map_model is not None:
-            inputs["stats"] = with_map_scores(inputs["stats"], inputs["path"], run.map_model)
+        inputs, facts, _ = build_inputs(run.trainer, run.state.variables, data, cache_dir, args.skip_invalid,
+                                        map_model=run.map_model)
     except (DataError, RunError, PackageError) as e:
         _cli.fail(str(e), 1)
     sources = inputs.pop("source").astype(str)

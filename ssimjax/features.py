@@ -26,6 +26,7 @@ from .data import (
     ImageError, PREPROCESS_VERSION, Problem, file_sha256, open_image, raise_for_problems, read_file, read_manifest,
     resize_224,
 )
+from .localmap import MapModel, with_map_scores
 from .models import split_backbone
 from .parallel import replicate, round_up
 from .stats import STATS_VERSION, image_statistics
@@ -108,13 +109,15 @@ def extract_features(trainer: Trainer, variables: dict, images_uint8: np.ndarray
 
 
 def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir: Path, skip_invalid: bool,
-                 weights_sha: str | None = None) -> tuple[dict, dict, dict]:
+                 weights_sha: str | None = None, map_model: MapModel | None = None) -> tuple[dict, dict, dict]:
     """Reads and validates a manifest, then builds the model inputs for every valid row.
 
     Frozen backbone: cached features (extracted for the images not yet in the cache), keyed by
     ``weights_sha`` (the backbone's :func:`backbone_hash`, computed when not given). Otherwise: the
     preprocessed uint8 images. Plus ``stats`` when the model takes image statistics, ``ssim`` and
-    ``source`` (the manifest's column, '' where it has none) and ``path`` (each row's image file). Returns
+    ``source`` (the manifest's column, '' where it has none) and ``path`` (each row's image file).
+    With ``map_model`` (a loaded run's map network) each row's map score follows its statistics;
+    a run that trains its map network adds the scores itself, after the split. Returns
     ``(inputs, facts about the data for config.json, timings)``.
     """
     t0 = time.perf_counter()
@@ -183,6 +186,8 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
     timings.update(features_s=time.perf_counter() - t1, features_computed=len(todo))
     if use_stats:
         inputs["stats"] = np.stack([stats[sha] for _, sha in kept]).astype(np.float32)
+        if map_model is not None:
+            inputs["stats"] = with_map_scores(inputs["stats"], [row.image for row, _ in kept], map_model)
     inputs["ssim"] = np.asarray([row.ssim for row, _ in kept], np.float32)
     inputs["source"] = np.asarray([row.source or "" for row, _ in kept], dtype=object)
     inputs["path"] = np.asarray([str(row.image) for row, _ in kept], dtype=object)

@@ -138,15 +138,21 @@ def sample_batch(images: Sequence[np.ndarray], targets: Sequence[tuple[np.ndarra
     return np.stack(xs), np.stack(ts), np.stack(ws)
 
 
+def _apply_uint8(params, spec: MapNet, x_uint8):
+    return map_net_apply(params, spec, x_uint8.astype(jnp.float32) / 255.0)
+
+
 # One compiled forward per network shape and tile batch, kept across calls.
-_forward = jax.jit(lambda params, spec, x: map_net_apply(params, spec, x.astype(jnp.float32) / 255.0),
-                   static_argnums=1)
+_forward = jax.jit(_apply_uint8, static_argnums=1)
+
+
+def _squared_error_sum(params, spec: MapNet, x_uint8, target, weight):
+    return jnp.sum(weight * (_apply_uint8(params, spec, x_uint8) - target) ** 2)
 
 
 def map_loss(params, spec: MapNet, x_uint8, target, weight):
     """Pixel-weighted mean squared error of the predicted cells."""
-    pred = map_net_apply(params, spec, x_uint8.astype(jnp.float32) / 255.0)
-    return jnp.sum(weight * (pred - target) ** 2) / jnp.maximum(weight.sum(), 1.0)
+    return _squared_error_sum(params, spec, x_uint8, target, weight) / jnp.maximum(weight.sum(), 1.0)
 
 
 def map_loss_and_grad(params, spec: MapNet, x_uint8, target, weight, micro: int):
@@ -158,17 +164,12 @@ def map_loss_and_grad(params, spec: MapNet, x_uint8, target, weight, micro: int)
     if n % micro:
         raise ValueError(f"the batch ({n}) must be a multiple of the micro-batch ({micro})")
     total = jnp.maximum(weight.sum(), 1.0)
-
-    def part_sum(p, x, t, w):
-        pred = map_net_apply(p, spec, x.astype(jnp.float32) / 255.0)
-        return jnp.sum(w * (pred - t) ** 2)
-
     loss, grads = 0.0, jax.tree_util.tree_map(jnp.zeros_like, params)
     # A Python loop (unrolled in the compiled step): under lax.scan XLA's CPU backend runs the
     # convolutions several times slower.
     for i in range(0, n, micro):
         part = slice(i, i + micro)
-        l, g = jax.value_and_grad(part_sum)(params, x_uint8[part], target[part], weight[part])
+        l, g = jax.value_and_grad(_squared_error_sum)(params, spec, x_uint8[part], target[part], weight[part])
         loss, grads = loss + l, jax.tree_util.tree_map(jnp.add, grads, g)
     return loss / total, jax.tree_util.tree_map(lambda g: g / total, grads)
 
@@ -288,23 +289,37 @@ def cached_ssim_maps(paths: Sequence[str | Path], shas: Sequence[str], cache_dir
             for sha in shas]
 
 
-def fit_map_model(paths: Sequence[str | Path], spec: MapNet, cache_dir: str | Path, steps: int = 1000,
-                  seed: int = 0, log=None) -> MapModel:
-    """A map network trained on the image files ``paths`` (the training rows) and their real SSIM
-    maps (:func:`cached_ssim_maps`)."""
+def read_pixels_and_shas(paths: Sequence[str | Path]) -> tuple[list, list]:
+    """Each image file decoded as the map network sees it (:func:`ssimjax.data.rgb_pixels`), and
+    its sha256 (the SSIM-map cache's key); every file read once."""
     pixels, shas = [], []
     for p in paths:
         raw, sha = read_file(p)
         pixels.append(rgb_pixels(open_image(raw)))
         shas.append(sha)
-    maps = cached_ssim_maps(paths, shas, cache_dir, log)
+    return pixels, shas
+
+
+def train_map_model(pixels: Sequence[np.ndarray], maps: Sequence[np.ndarray | None], spec: MapNet,
+                    steps: int = 1000, seed: int = 0, log=None, paths: Sequence = ()) -> MapModel:
+    """:func:`train_map_net` on the images that have a map (None: the pipeline could not convert
+    it), those left out counted in the log; a :class:`ssimjax.data.DataError` when none has one."""
     keep = [i for i, m in enumerate(maps) if m is not None]
     if not keep:
+        example = f" (e.g. {paths[0]})" if len(paths) else ""
         raise DataError("the SSIM-map network has nothing to train on: the pipeline converts none of the "
-                         f"{len(paths)} training images (e.g. {paths[0]}); train with --no-map-net")
+                        f"{len(maps)} training images{example}; train with --no-map-net")
     if len(keep) < len(maps) and log:
         log(f"{len(maps) - len(keep)} training images the pipeline cannot convert (e.g. smaller than SSIM's "
             "11x11 window) are left out of the map network's training")
     params, _ = train_map_net([pixels[i] for i in keep], [maps[i] for i in keep], spec, steps=steps, seed=seed,
                               log=log)
     return MapModel(spec, params)
+
+
+def fit_map_model(paths: Sequence[str | Path], spec: MapNet, cache_dir: str | Path, steps: int = 1000,
+                  seed: int = 0, log=None) -> MapModel:
+    """A map network trained on the image files ``paths`` (the training rows) and their real SSIM
+    maps (:func:`cached_ssim_maps`)."""
+    pixels, shas = read_pixels_and_shas(paths)
+    return train_map_model(pixels, cached_ssim_maps(paths, shas, cache_dir, log), spec, steps, seed, log, paths)

@@ -174,6 +174,9 @@ def test_default_model_trains_its_map_network_first_and_predicts_with_it(tmp_pat
     # predict.py's path (image files -> statistics + map score -> model) equals the training inputs'.
     inputs, _, _ = build_inputs(run.trainer, run.state.variables, small_dataset, default_cache_dir(), False)
     stats = with_map_scores(inputs["stats"], inputs["path"], run.map_model)
+    given, _, _ = build_inputs(run.trainer, run.state.variables, small_dataset, default_cache_dir(), False,
+                               map_model=run.map_model)
+    np.testing.assert_array_equal(given["stats"], stats)
     assert stats.shape[1] == len(STAT_NAMES) + 1 and np.ptp(stats[:, -1]) > 0
     expected = predict(run.trainer, run.state, {"features": inputs["features"], "stats": stats}, 8)
     np.testing.assert_allclose(predict_files(run, list(inputs["path"])), expected, atol=1e-6)
