@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -25,7 +27,6 @@ class BatchNorm(nn.Module):
     def __call__(self, x, mask=None):
         # Statistics in float32 at least (a bfloat16 input is normalised in float32, returned in bfloat16).
         in_dtype = x.dtype
-        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         features = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
@@ -33,23 +34,79 @@ class BatchNorm(nn.Module):
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
 
         if self.use_running_average:
-            mean, var = ra_mean.value, ra_var.value
+            x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+            out = (x - ra_mean.value) * jax.lax.rsqrt(ra_var.value + self.epsilon) * scale + bias
         else:
-            axes = tuple(range(x.ndim - 1))
-            if mask is None:
-                n = x.size // features
-                mean = jnp.mean(x, axis=axes)
-                var = jnp.mean(jnp.square(x - mean), axis=axes)
-            else:
-                w = mask.astype(x.dtype).reshape(mask.shape + (1,) * (x.ndim - 1))
-                n_rows = jnp.sum(mask.astype(x.dtype))
-                n = n_rows * (x.size // (x.shape[0] * features))
-                mean = jnp.sum(x * w, axis=axes) / n
-                var = jnp.sum(jnp.square(x - mean) * w, axis=axes) / n
+            weights = jnp.ones(x.shape[:1], jnp.float32) if mask is None else mask.astype(jnp.float32)
+            out, mean, var = batch_normalize(x, scale, bias, weights, self.epsilon, mask is not None)
             if not self.is_initializing():
+                n = _count(x, weights, mask is not None, jnp.promote_types(x.dtype, jnp.float32))
                 unbiased = var * (n / jnp.maximum(n - 1, 1))
                 ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean
                 ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * unbiased
-        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-        out = y * scale + bias
         return out.astype(in_dtype) if in_dtype == jnp.bfloat16 else out
+
+
+def _count(x, weights, masked: bool, dtype=jnp.float32):
+    """How many values each channel's statistics average over: a Python int without a mask."""
+    if not masked:
+        return x.size // x.shape[-1]
+    return jnp.sum(weights.astype(dtype)) * (x.size // (x.shape[0] * x.shape[-1]))
+
+
+def _row_weights(weights, x):
+    return weights.astype(x.dtype).reshape(weights.shape + (1,) * (x.ndim - 1))
+
+
+def _batch_statistics(x, weights, masked: bool):
+    """Mean and biased variance per channel, in two passes (as torch)."""
+    axes = tuple(range(x.ndim - 1))
+    if not masked:
+        mean = jnp.mean(x, axis=axes)
+        return mean, jnp.mean(jnp.square(x - mean), axis=axes)
+    w, n = _row_weights(weights, x), _count(x, weights, masked, x.dtype)
+    mean = jnp.sum(x * w, axis=axes) / n
+    return mean, jnp.sum(jnp.square(x - mean) * w, axis=axes) / n
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def batch_normalize(x, scale, bias, weights, epsilon: float, masked: bool):
+    """Training-mode batch normalisation of ``x`` (B, ..., C) over every axis but the last.
+
+    Returns ``(out, mean, var)``: ``out`` in float32 at least, the batch mean and biased
+    variance for the running averages. With ``masked``, rows whose
+    ``weights`` (B,) are 0 are left out of the statistics (they are still normalised).
+
+    The gradient is written out rather than traced: autodiff of the formula keeps float32 copies
+    of the centred activations for the backward pass and reduces over them several times, where
+    the closed form needs only ``x`` itself (bfloat16 under mixed precision) and two channel sums.
+    It equals autodiff of the formula (a test in float64). ``mean`` and ``var`` only feed
+    the running averages, which carry no gradient, so their cotangents are ignored.
+    """
+    return _batch_normalize_fwd(x, scale, bias, weights, epsilon, masked)[0]
+
+
+def _batch_normalize_fwd(x, scale, bias, weights, epsilon, masked):
+    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean, var = _batch_statistics(xf, weights, masked)
+    inv = jax.lax.rsqrt(var + epsilon)
+    out = (xf - mean) * inv * scale + bias
+    return (out, mean, var), (x, mean, inv, scale, weights)
+
+
+def _batch_normalize_bwd(epsilon, masked, residuals, cotangents):
+    x, mean, inv, scale, weights = residuals
+    g = cotangents[0]
+    xf = x.astype(g.dtype)
+    axes = tuple(range(x.ndim - 1))
+    xhat = (xf - mean) * inv
+    dbias = jnp.sum(g, axis=axes)
+    dscale = jnp.sum(g * xhat, axis=axes)
+    # d out_i / d x_k through the statistics touches only the rows that made them (weight w_k):
+    # dx = scale * inv * (g - w / n * (sum g + xhat * sum(g * xhat))).
+    share = (_row_weights(weights, g) if masked else 1.0) / _count(x, weights, masked, g.dtype)
+    dx = (scale * inv) * (g - share * (dbias + xhat * dscale))
+    return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype), jnp.zeros_like(weights)
+
+
+batch_normalize.defvjp(_batch_normalize_fwd, _batch_normalize_bwd)

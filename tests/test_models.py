@@ -92,3 +92,49 @@ def test_batchnorm_running_variance_is_unbiased_like_torch():
     yp, updp = bn.apply(v, padded, mask=mask, mutable=["batch_stats"])
     np.testing.assert_allclose(yp[:5], y, atol=1e-5)
     np.testing.assert_allclose(updp["batch_stats"]["var"], upd["batch_stats"]["var"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_batchnorm_gradient_equals_autodiff_of_the_formula(masked):
+    """The written-out backward pass of training-mode BatchNorm against autodiff of the plain formula,
+    in float64: input, scale and bias gradients, with and without padded rows."""
+    from ssimjax.layers import batch_normalize
+
+    jax.config.update("jax_enable_x64", True)
+    try:
+        rng = np.random.default_rng(1)
+        x = jnp.asarray(rng.normal(1.5, 2.0, size=(6, 5, 3, 4)))
+        scale, bias = jnp.asarray(rng.normal(size=4)), jnp.asarray(rng.normal(size=4))
+        weights = jnp.asarray([1.0, 1, 0, 1, 1, 0] if masked else [1.0] * 6)
+        probe = jnp.asarray(rng.normal(size=x.shape))
+
+        def reference(x, scale, bias):
+            w = weights.reshape(6, 1, 1, 1)
+            n = jnp.sum(weights) * 15
+            mean = jnp.sum(x * w, axis=(0, 1, 2)) / n
+            var = jnp.sum(jnp.square(x - mean) * w, axis=(0, 1, 2)) / n
+            return jnp.sum(probe * ((x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias))
+
+        def ours(x, scale, bias):
+            return jnp.sum(probe * batch_normalize(x, scale, bias, weights, 1e-5, masked)[0])
+
+        assert float(ours(x, scale, bias)) == pytest.approx(float(reference(x, scale, bias)), rel=1e-12)
+        for got, want in zip(jax.grad(ours, (0, 1, 2))(x, scale, bias), jax.grad(reference, (0, 1, 2))(x, scale, bias)):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_batchnorm_bfloat16_gradient_stays_bfloat16_and_close():
+    from ssimjax.layers import batch_normalize
+
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(8, 6, 6, 16)), jnp.float32)
+    scale, bias, weights = jnp.ones(16), jnp.zeros(16), jnp.ones(8)
+    probe = jnp.asarray(np.random.default_rng(3).normal(size=x.shape), jnp.float32)
+
+    def loss(x):
+        return jnp.sum(probe * batch_normalize(x, scale, bias, weights, 1e-5, False)[0])
+
+    g32, g16 = jax.grad(loss)(x), jax.grad(loss)(x.astype(jnp.bfloat16))
+    assert g16.dtype == jnp.bfloat16
+    assert float(jnp.linalg.norm(g16.astype(jnp.float32) - g32) / jnp.linalg.norm(g32)) < 0.02
