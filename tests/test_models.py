@@ -138,3 +138,12 @@ def test_batchnorm_bfloat16_gradient_stays_bfloat16_and_close():
     g32, g16 = jax.grad(loss)(x), jax.grad(loss)(x.astype(jnp.bfloat16))
     assert g16.dtype == jnp.bfloat16
     assert float(jnp.linalg.norm(g16.astype(jnp.float32) - g32) / jnp.linalg.norm(g32)) < 0.02
+    # bfloat16 statistics come from one pass (sums of x and x^2): still those of the values it holds,
+    # also with a mean well away from zero, with and without padded rows.
+    for masked in (False, True):
+        shifted = (x * 0.5 + 3.0).astype(jnp.bfloat16)
+        w = jnp.asarray([1.0] * 6 + [0.0] * 2) if masked else weights
+        _, mean, var = batch_normalize(shifted, scale, bias, w, 1e-5, masked)
+        real = np.asarray(shifted, np.float64)[:6 if masked else 8].reshape(-1, 16)
+        np.testing.assert_allclose(mean, real.mean(0), rtol=1e-5)
+        np.testing.assert_allclose(var, real.var(0), rtol=1e-3)
