@@ -78,9 +78,9 @@ def _batch_statistics(x, weights, masked: bool, one_pass: bool = False):
 def batch_normalize(x, scale, bias, weights, epsilon: float, masked: bool):
     """Training-mode batch normalisation of ``x`` (B, ..., C) over every axis but the last.
 
-    Returns ``(out, mean, var)``: ``out`` in float32 at least, the batch mean and biased
-    variance for the running averages. With ``masked``, rows whose
-    ``weights`` (B,) are 0 are left out of the statistics (they are still normalised).
+    Returns ``(out, mean, var)``: ``out`` in float32 at least, the batch mean and biased variance
+    for the running averages. With ``masked``, rows whose ``weights`` (B,) are 0 are left out of
+    the statistics (they are still normalised).
 
     The gradient is written out rather than traced: autodiff of the formula keeps float32 copies
     of the centred activations for the backward pass and reduces over them several times, where

@@ -40,3 +40,18 @@ def test_benchmark_script_writes_its_keys(tmp_path):
         assert key in result, key
     assert result["e2e_torch"]["seconds"] > 0 and result["e2e_ssimjax_plan"]["seconds"] > 0
     assert "| e2e_frozen_speedup |" in r.stdout
+
+
+def test_gpu_benchmark_script_runs_here_and_writes_its_keys(tmp_path):
+    """scripts/benchmark_gpu.py on whatever device there is (this CPU in CI), at a tiny batch."""
+    out = tmp_path / "gpu.json"
+    r = subprocess.run([sys.executable, "scripts/benchmark_gpu.py", "--batches", "2", "--dtypes", "bfloat16",
+                        "--steps", "1", "--windows", "1", "--skip", "extract", "--json", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(out.read_text())
+    step = result["finetune_ssimjax"]["bfloat16_b2"]
+    assert step["img_per_s"] > 0 and step["loss_finite"]
+    assert set(result["finetune_torch"]) == {"amp_bf16_b2", "float32_b2"}
+    assert result["finetune_bf16_best_img_per_s"] == step["img_per_s"]
+    assert "best ssimjax bfloat16 fine-tuning" in r.stdout
