@@ -207,7 +207,7 @@ def torch_latency(x, repeats: int) -> float:
 
 
 # -- ssimjax ---------------------------------------------------------------------------------
-def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool, map_steps: int = 1000) -> dict:
+def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool, map_steps: int | None = None) -> dict:
     """`scripts/train.py` in a fresh process with an empty feature cache: first with an empty
     persistent compilation cache (cold: every compilation is timed), then again with the features
     removed but the compilation cache the first run left (warm: a user's second run)."""
@@ -224,7 +224,7 @@ def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool, map_steps: int 
             cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--data", str(data), "--epochs", str(epochs),
                    "--batch-size", str(batch), "--patience", str(epochs + 1), "--no-report", "--no-export",
                    "--cache-dir", str(cache), "--out", str(run)]
-            cmd += ["--plan-model"] if plan else ["--map-steps", str(map_steps)]
+            cmd += ["--plan-model"] if plan else ["--map-steps", str(map_steps)] if map_steps else []
             env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "SSIMJAX_COMPILATION_CACHE")}
             t0 = time.perf_counter()
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -350,8 +350,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median; default 3)")
     p.add_argument("--images", type=int, default=128, help="end-to-end set size (default 128)")
     p.add_argument("--epochs", type=int, default=20, help="end-to-end epochs (default 20)")
-    p.add_argument("--map-steps", type=int, default=1000,
-                   help="end-to-end default model: its SSIM-map network's training steps (default 1000, the default)")
+    p.add_argument("--map-steps", type=int, help="end-to-end default model: its SSIM-map network's training steps "
+                   "(default: the default model's)")
     p.add_argument("--cv-rows", type=int, default=1024, help="cached-feature rows of the cross-validation timing "
                    "(default 1024)")
     p.add_argument("--skip", default="", help="comma-separated parts to leave out: e2e,extract,finetune,mlp,cv,"

@@ -68,6 +68,8 @@ def finetune_cost(batch_size: int = 16, steps: int = 3) -> float:
 
 
 def main(argv=None) -> int:
+    from ssimjax.config import MAP_STEPS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--icon-count", type=int, default=2500, help="size of the built-in real-logo set (default 2500)")
     p.add_argument("--data", help="a manifest with a 'source' column instead of the built-in set")
@@ -75,7 +77,8 @@ def main(argv=None) -> int:
     p.add_argument("--sources", help="comma-separated held-out sources (default: every source)")
     p.add_argument("--candidates", default="a,b,c,e,f,g",
                    help="which of a,b,c,e,f,g to run (default all; g trains a map network per held-out set)")
-    p.add_argument("--map-steps", type=int, default=1000, help="(g): training steps of the map network (default 1000)")
+    p.add_argument("--map-steps", type=int, default=MAP_STEPS,
+                   help=f"(g): training steps of the map network (default {MAP_STEPS})")
     p.add_argument("--map-channels", type=int, default=16, help="(g): the map network's width (default 16)")
     p.add_argument("--map-cell", type=int, default=2,
                    help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
