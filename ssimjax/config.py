@@ -15,9 +15,8 @@ BACKBONES = ("resnet50", "tiny")
 HEAD_INITS = ("lecun_normal", "kaiming_fan_out")
 POOLED_STAGES = ("last", "all")
 COMPUTE_DTYPES = ("float32", "bfloat16")
-# What differs between the plan's model and training defaults and ssimjax's (TrainConfig.plan_model).
 MAP_STEPS = 3000  # the SSIM-map network's default training steps
-
+# What differs between the plan's model and training defaults and ssimjax's (TrainConfig.plan_model).
 PLAN_MODEL = dict(image_stats=False, map_net=False, backbone_features=True, loss="mse", epochs=50, patience=10)
 DEFAULT_DEMO_COUNT = 400  # images in the built-in generated set
 DEFAULT_ICON_COUNT = 6000  # images in the built-in real-logo set
