@@ -68,7 +68,7 @@ def finetune_cost(batch_size: int = 16, steps: int = 3) -> float:
 
 
 def main(argv=None) -> int:
-    from ssimjax.config import MAP_STEPS
+    from ssimjax.config import MAP_CROP, MAP_STEPS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--icon-count", type=int, default=2500, help="size of the built-in real-logo set (default 2500)")
@@ -79,6 +79,8 @@ def main(argv=None) -> int:
                    help="which of a,b,c,e,f,g to run (default all; g trains a map network per held-out set)")
     p.add_argument("--map-steps", type=int, default=MAP_STEPS,
                    help=f"(g): training steps of the map network (default {MAP_STEPS})")
+    p.add_argument("--map-crop", type=int, default=MAP_CROP,
+                   help=f"(g): side of the map network's training crops in pixels (default {MAP_CROP})")
     p.add_argument("--map-channels", type=int, default=16, help="(g): the map network's width (default 16)")
     p.add_argument("--map-cell", type=int, default=2,
                    help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
@@ -139,7 +141,7 @@ def main(argv=None) -> int:
         def with_map_score(tr, va, te):
             t = time.perf_counter()
             model = train_map_model([pixels[i] for i in tr], [maps[i] for i in tr], spec, args.map_steps,
-                                    base.seed, log=print)
+                                    base.seed, log=print, crop_size=args.map_crop)
             t_train = time.perf_counter() - t
             score = model.score(pixels)
             print(f"  map network: trained {t_train:.0f}s, scored {len(pixels)} images "

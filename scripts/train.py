@@ -83,7 +83,7 @@ def write_torch_model(out, config) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from ssimjax.config import (
         BACKBONES, BASE_LOSSES, COMPUTE_DTYPES, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, DEFAULT_TEST_SOURCE, HEAD_INITS, LOSSES,
-        MAP_STEPS, POOLED_STAGES, SCHEDULERS,
+        MAP_CROP, MAP_STEPS, POOLED_STAGES, SCHEDULERS,
     )
 
     p = argparse.ArgumentParser(
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "4 minutes of a default run; held-out PLCC about 0.05 lower)")
     p.add_argument("--map-channels", type=int, help="the SSIM-map network's width (default 16)")
     p.add_argument("--map-steps", type=int, help=f"the SSIM-map network's training steps (default {MAP_STEPS})")
+    p.add_argument("--map-crop", type=int, help=f"the side of its training crops in pixels (default {MAP_CROP})")
     p.add_argument("--head-init", choices=HEAD_INITS,
                    help="output layer initialisation (default lecun_normal; kaiming_fan_out is the plan's literal "
                    "choice, which saturates the sigmoid)")

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .config import MAP_STEPS
+from .config import MAP_CROP, MAP_STEPS
 from .data import DataError, open_image, read_file, rgb_pixels
 from .pipeline import SSIM_MAP_BORDER, conversion_ssim_map, run_jobs, save_ssim_map, ssim_map_path
 
@@ -176,7 +176,7 @@ def map_loss_and_grad(params, spec: MapNet, x_uint8, target, weight, micro: int)
 
 
 def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray], spec: MapNet = MapNet(),
-                  steps: int = MAP_STEPS, batch: int = 32, crop_size: int = 64, learning_rate: float = 2e-3,
+                  steps: int = MAP_STEPS, batch: int = 32, crop_size: int = MAP_CROP, learning_rate: float = 2e-3,
                   seed: int = 0, micro: int = 8, log=None) -> tuple[list, list]:
     """``(params, losses)``: the map network trained on uint8 RGB images and their SSIM maps
     (AdamW, cosine decay), one jit-compiled step over ``batch`` crops taken ``micro`` at a time;
@@ -302,7 +302,8 @@ def read_pixels_and_shas(paths: Sequence[str | Path]) -> tuple[list, list]:
 
 
 def train_map_model(pixels: Sequence[np.ndarray], maps: Sequence[np.ndarray | None], spec: MapNet,
-                    steps: int = MAP_STEPS, seed: int = 0, log=None, paths: Sequence = ()) -> MapModel:
+                    steps: int = MAP_STEPS, seed: int = 0, log=None, paths: Sequence = (),
+                    crop_size: int = MAP_CROP) -> MapModel:
     """:func:`train_map_net` on the images that have a map (None: the pipeline could not convert
     it), those left out counted in the log; a :class:`ssimjax.data.DataError` when none has one."""
     keep = [i for i, m in enumerate(maps) if m is not None]
@@ -314,13 +315,14 @@ def train_map_model(pixels: Sequence[np.ndarray], maps: Sequence[np.ndarray | No
         log(f"{len(maps) - len(keep)} training images the pipeline cannot convert (e.g. smaller than SSIM's "
             "11x11 window) are left out of the map network's training")
     params, _ = train_map_net([pixels[i] for i in keep], [maps[i] for i in keep], spec, steps=steps, seed=seed,
-                              log=log)
+                              crop_size=crop_size, log=log)
     return MapModel(spec, params)
 
 
 def fit_map_model(paths: Sequence[str | Path], spec: MapNet, cache_dir: str | Path, steps: int = MAP_STEPS,
-                  seed: int = 0, log=None) -> MapModel:
+                  seed: int = 0, log=None, crop_size: int = MAP_CROP) -> MapModel:
     """A map network trained on the image files ``paths`` (the training rows) and their real SSIM
     maps (:func:`cached_ssim_maps`)."""
     pixels, shas = read_pixels_and_shas(paths)
-    return train_map_model(pixels, cached_ssim_maps(paths, shas, cache_dir, log), spec, steps, seed, log, paths)
+    return train_map_model(pixels, cached_ssim_maps(paths, shas, cache_dir, log), spec, steps, seed, log, paths,
+                           crop_size)

@@ -141,9 +141,10 @@ def train_run(
             except CheckpointError as e:
                 raise RunError(str(e)) from None
         else:
-            log.info(f"training the SSIM-map network on the {len(train_idx)} training images ({config.map_steps} steps)")
+            log.info(f"training the SSIM-map network on the {len(train_idx)} training images ({config.map_steps} steps "
+                     f"of {config.map_crop} px crops)")
             map_model = fit_map_model(list(paths[train_idx]), map_spec(config), cache_dir, config.map_steps,
-                                      config.seed, log=log.info)
+                                      config.seed, log=log.info, crop_size=config.map_crop)
             timings["map_net_train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         inputs["stats"] = with_map_scores(inputs["stats"], paths, map_model)

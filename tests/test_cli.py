@@ -66,6 +66,7 @@ def test_train_then_predict(tmp_path, small_dataset):
     (["--learning-rate", "nan"], "--learning-rate: must be a finite number > 0 (got nan)"),
     (["--validation-split", "1.5"], "--validation-split: must be a number strictly between 0 and 1"),
     (["--hidden-dims", "a,b"], "expected whole numbers"),
+    (["--map-crop", "33"], "--map-crop: must be an even whole number >= 2"),
 ])
 def test_bad_flag_values_are_clear_errors(args, message):
     r = run("train.py", *args)
