@@ -144,9 +144,10 @@ def main(argv=None) -> int:
                                     base.seed, log=print, crop_size=args.map_crop)
             t_train = time.perf_counter() - t
             score = model.score(pixels)
+            alone = quality_metrics(score[te], y[te])
             print(f"  map network: trained {t_train:.0f}s, scored {len(pixels)} images "
                   f"{time.perf_counter() - t - t_train:.0f}s; its score alone on the held-out rows: SRCC "
-                  f"{quality_metrics(score[te], y[te])['srcc']:.3f}", flush=True)
+                  f"{alone['srcc']:.3f} PLCC {alone['plcc']:.3f}", flush=True)
             extended = np.concatenate([stats, score[:, None]], axis=1)
             return mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te, stats=extended)
 

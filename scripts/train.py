@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no image statistics in the MLP's input (and so no map score)")
     p.add_argument("--no-map-net", dest="map_net", action="store_const", const=False,
                    help="no learned SSIM-map score beside the statistics: the statistics MLP alone (saves about "
-                   "4 minutes of a default run; held-out PLCC about 0.05 lower)")
+                   "4 minutes of a default run; held-out PLCC about 0.1 lower)")
     p.add_argument("--map-channels", type=int, help="the SSIM-map network's width (default 16)")
     p.add_argument("--map-steps", type=int, help=f"the SSIM-map network's training steps (default {MAP_STEPS})")
     p.add_argument("--map-crop", type=int, help=f"the side of its training crops in pixels (default {MAP_CROP})")
