@@ -76,8 +76,9 @@ class TrainConfig:
     map_channels: int = 16
     # It is undertrained long before its crops run out: on held-out logos its score alone ranked
     # at SRCC 0.859 / PLCC 0.715 after 1,000 steps of 64 px crops, 0.894 / 0.830 after 3,000 and
-    # 0.905 / 0.863 after 6,000. 48 px crops cost 0.55x a step (less context computed twice), so
-    # 7,000 steps of them take about as long as 4,000 of 64 px and reach 0.911 / 0.887.
+    # 0.905 / 0.863 after 6,000. A step of 48 px crops costs 0.55x one of 64 px (its 20 px of
+    # context each side are a larger share of less work), so 7,000 steps of them take about as
+    # long as 4,000 of 64 px and reach 0.911 / 0.887: more steps matter more than larger crops.
     map_steps: int = MAP_STEPS
     map_crop: int = MAP_CROP
     # Whether the MLP sees the backbone's features. Features of a randomly initialised ResNet-50
