@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ssimjax.localmap import map_spec
+from ssimjax.models import map_residual
 from ssimjax.predict import load_run
 from ssimjax.stats import STAT_NAMES, STATS_VERSION
 
@@ -38,6 +39,8 @@ def torch_config(config, pretrained: bool) -> dict:
     if config.image_stats and config.map_net:  # its score follows the statistics
         spec = map_spec(config)
         out["map_net"] = {"channels": spec.channels, "dilations": list(spec.dilations), "cell": spec.cell}
+    if map_residual(config):  # the MLP's output corrects the map score (no sigmoid)
+        out["map_residual"] = True
     if not config.backbone_features:
         out["backbone_features"] = False  # the MLP's input is the image statistics alone
     return out

@@ -11,8 +11,10 @@ also has ``predictor.input_norm`` (buffers ``mean`` and ``std``): the statistics
 MLP's input, after the 2048 backbone features when ``config['backbone_features']`` (default true;
 ssimjax's default model sets it false and never runs the backbone in ``predict_ssim``). With
 ``config['map_net']`` (ssimjax's default) the model also holds ``map_net`` (:class:`MapNet`), the
-learned SSIM-map network whose score is the last statistic. ``predict_ssim`` then takes image files
-or PIL images and computes everything itself, exactly as ``scripts/predict.py`` does.
+learned SSIM-map network whose score is the last statistic; with ``config['map_residual']`` (also
+ssimjax's default) the MLP's last Linear corrects that score (output: map score plus the Linear's,
+clipped to [0, 1]) and has no Sigmoid after it. ``predict_ssim`` then takes image files or PIL
+images and computes everything itself, exactly as ``scripts/predict.py`` does.
 """
 
 from __future__ import annotations
@@ -103,9 +105,9 @@ class MapNet(nn.Module):
 
 class Predictor(nn.Module):
     def __init__(self, feature_dim: int, hidden_dims, dropout_rate: float, use_batch_norm: bool, num_stats: int = 0,
-                 use_features: bool = True):
+                 use_features: bool = True, residual: bool = False):
         super().__init__()
-        self.num_stats, self.use_features = num_stats, use_features
+        self.num_stats, self.use_features, self.residual = num_stats, use_features, residual
         if num_stats:
             self.input_norm = InputNorm(num_stats)
         layers: list[nn.Module] = []
@@ -116,7 +118,9 @@ class Predictor(nn.Module):
                 layers.append(nn.BatchNorm1d(h))
             layers += [nn.ReLU(), nn.Dropout(dropout_rate)]
             d = h
-        layers += [nn.Linear(d, 1), nn.Sigmoid()]
+        # With ``residual`` the output is the last statistic (the map score) plus the Linear's,
+        # clipped to [0, 1] (ssimjax.models.Predictor): no sigmoid, and no parameter moves.
+        layers += [nn.Linear(d, 1)] + ([] if residual else [nn.Sigmoid()])
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, features, stats=None):
@@ -127,6 +131,8 @@ class Predictor(nn.Module):
                 raise ValueError(f"this model needs {self.num_stats} image statistics per image (config['image_stats']);"
                                  " pass image files or PIL images to predict_ssim")
             features = torch.cat([features, self.input_norm(stats.to(features.dtype))], dim=1)
+        if self.residual:
+            return torch.clamp(stats[:, -1:].to(features.dtype) + self.mlp(features), 0.0, 1.0)
         return self.mlp(features)
 
 
@@ -148,7 +154,7 @@ class QualityPredictionModel(nn.Module):
         self.feature_extractor = FeatureExtractor()
         self.uses_features = bool(c.get("backbone_features", True))
         self.predictor = Predictor(c["feature_dim"], c["hidden_dims"], c["dropout_rate"], c["use_batch_norm"],
-                                   self.num_stats, self.uses_features)
+                                   self.num_stats, self.uses_features, bool(c.get("map_residual")))
         if c["freeze_backbone"]:
             for p in self.feature_extractor.parameters():
                 p.requires_grad = False

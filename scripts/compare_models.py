@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     from ssimjax.fit import fit, predict
     from ssimjax.logoset import icon_dataset
     from ssimjax.metrics import quality_metrics
-    from ssimjax.variables import with_head_bias, with_input_norm
+    from ssimjax.variables import with_training_start
     from ssimjax.steps import Trainer, create_train_state
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -124,8 +124,7 @@ def main(argv=None) -> int:
 
         state = create_train_state(config)
         if with_stats:
-            state = create_train_state(config, with_head_bias(with_input_norm(state.variables, stats[tr]),
-                                                              float(y[tr].mean())))
+            state = create_train_state(config, with_training_start(state.variables, config, stats[tr], y[tr]))
         res = fit(state, config, part(tr), part(va))
         return predict(Trainer.from_config(config), res.state, part(te), 256)
 

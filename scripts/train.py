@@ -15,6 +15,7 @@ FLAG_FOR_FIELD = {
     "freeze_backbone": "--no-freeze-backbone",
     "image_stats": "--no-image-stats",
     "map_net": "--no-map-net",
+    "map_residual": "--no-map-residual",
 }  # every other field's flag is --field-name
 
 
@@ -148,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map-channels", type=int, help="the SSIM-map network's width (default 16)")
     p.add_argument("--map-steps", type=int, help=f"the SSIM-map network's training steps (default {MAP_STEPS})")
     p.add_argument("--map-crop", type=int, help=f"the side of its training crops in pixels (default {MAP_CROP})")
+    p.add_argument("--no-map-residual", dest="map_residual", action="store_const", const=False,
+                   help="the MLP predicts SSIM from the map score as one more input (sigmoid output) instead of "
+                   "correcting it")
     p.add_argument("--head-init", choices=HEAD_INITS,
                    help="output layer initialisation (default lecun_normal; kaiming_fan_out is the plan's literal "
                    "choice, which saturates the sigmoid)")

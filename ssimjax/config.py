@@ -81,6 +81,9 @@ class TrainConfig:
     # long as 4,000 of 64 px and reach 0.911 / 0.887: more steps matter more than larger crops.
     map_steps: int = MAP_STEPS
     map_crop: int = MAP_CROP
+    # With the map network, the MLP corrects its score (output: the map score plus the MLP's, in
+    # place of a sigmoid of the MLP's) rather than predicting SSIM from it as one more input.
+    map_residual: bool = True
     # Whether the MLP sees the backbone's features. Features of a randomly initialised ResNet-50
     # carry no signal about conversion quality and make the MLP overfit (measured: held-out SRCC
     # 0.50 with them, 0.88 without), so they are off unless pretrained weights are loaded.
@@ -190,8 +193,8 @@ def load_config(path: Path) -> tuple[TrainConfig, dict]:
     try:
         payload = json.loads(path.read_text())
         extra = {k: v for k, v in payload.items() if k != "train"}
-        # Runs written before the map network existed had none.
-        return TrainConfig.from_dict({"map_net": False, **payload["train"]}), extra
+        # Runs written before the map network (or its residual head) existed had none.
+        return TrainConfig.from_dict({"map_net": False, "map_residual": False, **payload["train"]}), extra
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (is this a run folder?)") from None
     except (json.JSONDecodeError, KeyError, TypeError) as e:

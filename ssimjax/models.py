@@ -167,6 +167,8 @@ class Predictor(nn.Module):
 
     With ``num_stats``, the standardised image statistics (:mod:`ssimjax.stats`) are appended to
     the backbone features as the MLP's input; without ``use_features`` they are its only input.
+    With ``residual`` the output is the last statistic as given (the learned map score) plus the
+    Dense's output, clipped to [0, 1], instead of the sigmoid: the MLP corrects the map score.
     """
 
     hidden_dims: Sequence[int] = (1024, 512, 256, 128)
@@ -176,6 +178,7 @@ class Predictor(nn.Module):
     num_stats: int = 0
     use_features: bool = True
     dtype: str = "float32"  # the hidden layers' compute type; the output layer computes in float32
+    residual: bool = False
 
     @nn.compact
     def __call__(self, features, stats=None, train: bool = False, mask=None):
@@ -197,6 +200,8 @@ class Predictor(nn.Module):
         if self.dtype != "float32":
             x = x.astype(jnp.float32)
         x = nn.Dense(1, kernel_init=normal_init(self.head_init), bias_init=nn.initializers.zeros, name="head")(x)
+        if self.residual:
+            return jnp.clip(stats[:, -1:].astype(jnp.float32) + x, 0.0, 1.0)
         return nn.sigmoid(x)
 
 
@@ -215,13 +220,16 @@ class QualityModel(nn.Module):
     # Whether the MLP sees the backbone's features (the plan: yes).
     backbone_features: bool = True
     compute_dtype: str = "float32"
+    # The MLP corrects the last statistic, the learned map score (Predictor.residual).
+    map_residual: bool = False
 
     def setup(self):
         # Attribute names are BACKBONE and PREDICTOR.
         self.feature_extractor = ResNet(**RESNET_STAGES[self.backbone], pooled_stages=self.pooled_stages,
                                         dtype=self.compute_dtype)
         self.predictor = Predictor(self.hidden_dims, self.dropout_rate, self.use_batch_norm, self.head_init,
-                                   self.num_stats, self.backbone_features, dtype=self.compute_dtype)
+                                   self.num_stats, self.backbone_features, dtype=self.compute_dtype,
+                                   residual=self.map_residual)
 
     def __call__(self, images, stats=None, train: bool = False, train_backbone: bool | None = None, mask=None):
         """``train`` drives the predictor; the backbone trains only when ``train_backbone``."""
@@ -250,7 +258,13 @@ def make_model(config: Any) -> QualityModel:
         pooled_stages=getattr(config, "pooled_stages", "last"),
         backbone_features=getattr(config, "backbone_features", True),
         compute_dtype=getattr(config, "compute_dtype", "float32"),
+        map_residual=map_residual(config),
     )
+
+
+def map_residual(config: Any) -> bool:
+    """Whether the configured model's MLP corrects the learned map score (it needs the map net)."""
+    return bool(num_stats(config) and getattr(config, "map_net", False) and getattr(config, "map_residual", False))
 
 
 def num_stats(config: Any) -> int:

@@ -27,7 +27,7 @@ from .fit import FitProgress, FitResult, TrainingError, fit, history_keys, predi
 from .localmap import fit_map_model, map_spec, with_map_scores
 from .metrics import quality_metrics
 from .models import PREDICTOR, count_params, merge_backbone
-from .variables import init_variables, with_head_bias, with_input_norm
+from .variables import init_variables, with_training_start
 from .start import RunError, RunPlan, is_builtin, plan_run, resolve_data
 from .steps import Trainer, create_train_state
 
@@ -155,7 +155,7 @@ def train_run(
                  sources={n: int(c) for n, c in zip(names, counts) if n})
     if "stats" in train and not plan.resume:
         # The statistics are standardised with the training rows'; the head starts at their mean SSIM.
-        v = with_head_bias(with_input_norm(state.variables, train["stats"]), float(train["ssim"].mean()))
+        v = with_training_start(state.variables, config, train["stats"], train["ssim"])
         state = create_train_state(config, v)
 
     if plan.resume and plan.saved_facts.get("data", {}).get("manifest_sha256") != facts["manifest_sha256"]:

@@ -29,7 +29,7 @@ from .metrics import comprehensive_metrics
 from .models import split_backbone
 from .optim import advance_learning_rate
 from .steps import _SHUFFLE, Trainer, TrainState, create_train_state, eval_step, gather_batch, train_step
-from .variables import init_variables, with_head_bias, with_input_norm
+from .variables import init_variables, with_training_start
 
 log = logging.getLogger("ssimjax")
 
@@ -80,7 +80,7 @@ def start_state(config: TrainConfig, train: dict, base_variables: dict | None = 
     if drop_backbone:
         variables = split_backbone(variables)[1]
     if "stats" in train:
-        variables = with_head_bias(with_input_norm(variables, train["stats"]), float(np.mean(train["ssim"])))
+        variables = with_training_start(variables, config, train["stats"], train["ssim"])
     return create_train_state(config, variables)
 
 

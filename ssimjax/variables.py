@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .models import PREDICTOR, QualityModel, kernel_std
+from .models import PREDICTOR, QualityModel, kernel_std, map_residual
 
 
 def init_variables(model: QualityModel, seed: int, image_size: int = 32) -> dict:
@@ -51,10 +51,31 @@ def with_input_norm(variables: dict, stats: np.ndarray) -> dict:
     return {**variables, "batch_stats": {**variables["batch_stats"], PREDICTOR: predictor}}
 
 
-def with_head_bias(variables: dict, mean_target: float) -> dict:
+def with_head_bias(variables: dict, mean_target: float, residual: bool = False) -> dict:
     """``variables`` whose output bias is logit(``mean_target``): the untrained model predicts the
-    training rows' mean SSIM instead of 0.5 (real logos' labels sit near 0.96)."""
-    p = float(np.clip(mean_target, 1e-3, 1 - 1e-3))
-    head = {**variables["params"][PREDICTOR]["head"], "bias": jnp.full((1,), np.log(p / (1 - p)), jnp.float32)}
+    training rows' mean SSIM instead of 0.5 (real logos' labels sit near 0.96). With ``residual``
+    (a model whose MLP corrects the map score) the bias is ``mean_target`` itself, the mean
+    correction, and the kernel is zero."""
+    head = dict(variables["params"][PREDICTOR]["head"])
+    if residual:
+        bias = float(mean_target)
+        # The correction starts at zero everywhere: a random head would move the map score by
+        # tenths of SSIM (clipping whole batches to 1, where the Pearson term has no gradient).
+        head["kernel"] = jnp.zeros_like(head["kernel"])
+    else:
+        p = float(np.clip(mean_target, 1e-3, 1 - 1e-3))
+        bias = np.log(p / (1 - p))
+    head["bias"] = jnp.full((1,), bias, jnp.float32)
     predictor = {**variables["params"][PREDICTOR], "head": head}
     return {**variables, "params": {**variables["params"], PREDICTOR: predictor}}
+
+
+def with_training_start(variables: dict, config, stats: np.ndarray, ssim: np.ndarray) -> dict:
+    """``variables`` of a model with image statistics, ready to train on rows with these statistics
+    (N, S) and labels: the statistics standardised with the rows' own, the untrained output at
+    their mean SSIM (for a model that corrects the map score, the last statistic: the map score
+    plus their mean correction)."""
+    stats, ssim = np.asarray(stats, np.float64), np.asarray(ssim, np.float64)
+    if map_residual(config):
+        return with_head_bias(with_input_norm(variables, stats), float(np.mean(ssim - stats[:, -1])), residual=True)
+    return with_head_bias(with_input_norm(variables, stats), float(np.mean(ssim)))

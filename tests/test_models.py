@@ -1,3 +1,4 @@
+import json
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,3 +148,33 @@ def test_batchnorm_bfloat16_gradient_stays_bfloat16_and_close():
         real = np.asarray(shifted, np.float64)[:6 if masked else 8].reshape(-1, 16)
         np.testing.assert_allclose(mean, real.mean(0), rtol=1e-5)
         np.testing.assert_allclose(var, real.var(0), rtol=1e-3)
+
+
+def test_residual_head_starts_at_the_map_score_and_learns_a_bounded_correction(tmp_path):
+    """The default model's MLP corrects the map score (the last statistic): untrained, it predicts
+    the map score plus the training rows' mean correction, clipped to [0, 1]; runs saved before the
+    residual head existed load as the sigmoid model they were."""
+    from ssimjax.config import load_config, save_config
+    from ssimjax.models import map_residual, num_stats
+    from ssimjax.variables import with_training_start
+
+    config = TrainConfig(backbone="tiny", hidden_dims=(16,), backbone_features=False)
+    assert map_residual(config) and not map_residual(config.replace(map_residual=False))
+    assert not map_residual(config.replace(map_net=False))  # nothing to correct
+    model = make_model(config)
+    rng = np.random.default_rng(0)
+    stats = rng.normal(size=(40, num_stats(config))).astype(np.float32)
+    stats[:, -1] = rng.uniform(0.7, 1.0, 40)  # map scores
+    ssim = np.clip(stats[:, -1] - 0.02, 0, 1).astype(np.float32)
+    v = with_training_start(init_variables(model, 0), config, stats, ssim)
+    probe = stats[:4].copy()
+    probe[0, -1], probe[1, -1] = 1.5, -0.5  # map scores out of range still give an SSIM
+    out = np.asarray(model.apply(v, jnp.zeros((4, 0)), jnp.asarray(probe), method=model.predict_from_features))[:, 0]
+    np.testing.assert_allclose(out, np.clip(probe[:, -1] - 0.02, 0, 1), atol=1e-6)
+
+    save_config(tmp_path / "config.json", config)
+    assert load_config(tmp_path / "config.json")[0].map_residual
+    legacy = json.loads((tmp_path / "config.json").read_text())
+    del legacy["train"]["map_residual"]
+    (tmp_path / "config.json").write_text(json.dumps(legacy))
+    assert not load_config(tmp_path / "config.json")[0].map_residual
