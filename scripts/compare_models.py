@@ -10,9 +10,10 @@ seeded; early stopping on val) and scores the held-out source (SRCC, PLCC, MAE):
   (c) as (b), with every backbone stage average-pooled instead of the last only
   (e) ridge regression on the image statistics alone (the baseline to beat)
   (f) image statistics alone -> MLP (``--no-map-net``)
-  (g) as (f), plus one input: the image's SSIM as a small network predicts it pixel by pixel at
-      the image's own resolution, trained on the real pipeline's SSIM maps of the training rows
-      (ssimjax.localmap): ssimjax's default model
+  (g) as (f), plus the image's SSIM as a small network predicts it pixel by pixel at the image's
+      own resolution, trained on the real pipeline's SSIM maps of the training rows and of
+      synthetic wordmarks (ssimjax.localmap, ssimjax.wordmarks), which the MLP corrects:
+      ssimjax's default model
 (d), fine-tuning the backbone, is priced per image on this machine rather than run: see --finetune-cost.
 Backbone features and statistics are computed once (and cached) and shared by every candidate.
 """
@@ -68,7 +69,7 @@ def finetune_cost(batch_size: int = 16, steps: int = 3) -> float:
 
 
 def main(argv=None) -> int:
-    from ssimjax.config import MAP_CROP, MAP_STEPS
+    from ssimjax.config import MAP_CROP, MAP_STEPS, TrainConfig
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--icon-count", type=int, default=2500, help="size of the built-in real-logo set (default 2500)")
@@ -81,6 +82,8 @@ def main(argv=None) -> int:
                    help=f"(g): training steps of the map network (default {MAP_STEPS})")
     p.add_argument("--map-crop", type=int, default=MAP_CROP,
                    help=f"(g): side of the map network's training crops in pixels (default {MAP_CROP})")
+    p.add_argument("--map-extra", type=int, default=TrainConfig.map_extra,
+                   help=f"(g): synthetic wordmarks added to its training images (default {TrainConfig.map_extra})")
     p.add_argument("--map-channels", type=int, default=16, help="(g): the map network's width (default 16)")
     p.add_argument("--map-cell", type=int, default=2,
                    help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
@@ -90,7 +93,6 @@ def main(argv=None) -> int:
     _cli.setup_logging(verbose=False)
     from pathlib import Path
 
-    from ssimjax.config import TrainConfig
     from ssimjax.data import split_rows
     from ssimjax.features import build_inputs, default_cache_dir
     from ssimjax.fit import fit, predict
@@ -130,17 +132,21 @@ def main(argv=None) -> int:
 
     if "g" in wanted:
         from ssimjax.localmap import MapNet, cached_ssim_maps, read_pixels_and_shas, train_map_model
+        from ssimjax.wordmarks import wordmark_set
 
         t = time.perf_counter()
         pixels, shas = read_pixels_and_shas(list(inputs["path"]))
         maps = cached_ssim_maps(list(inputs["path"]), shas, cache_dir, log=print)
         print(f"SSIM maps and pixels ready in {time.perf_counter() - t:.0f}s", flush=True)
         spec = MapNet(channels=args.map_channels, cell=args.map_cell)
+        extra = wordmark_set(cache_dir, args.map_extra, log=print) if args.map_extra else []
+        extra_pixels, extra_shas = read_pixels_and_shas(extra)
+        extra_maps = cached_ssim_maps(extra, extra_shas, cache_dir)
 
         def with_map_score(tr, va, te):
             t = time.perf_counter()
-            model = train_map_model([pixels[i] for i in tr], [maps[i] for i in tr], spec, args.map_steps,
-                                    base.seed, log=print, crop_size=args.map_crop)
+            model = train_map_model([pixels[i] for i in tr] + extra_pixels, [maps[i] for i in tr] + extra_maps, spec,
+                                    args.map_steps, base.seed, log=print, crop_size=args.map_crop)
             t_train = time.perf_counter() - t
             score = model.score(pixels)
             alone = quality_metrics(score[te], y[te])

@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map-channels", type=int, help="the SSIM-map network's width (default 16)")
     p.add_argument("--map-steps", type=int, help=f"the SSIM-map network's training steps (default {MAP_STEPS})")
     p.add_argument("--map-crop", type=int, help=f"the side of its training crops in pixels (default {MAP_CROP})")
+    p.add_argument("--map-extra", type=int, help="synthetic wordmarks added to the SSIM-map network's training "
+                   "images (default 1200; 0: none)")
     p.add_argument("--no-map-residual", dest="map_residual", action="store_const", const=False,
                    help="the MLP predicts SSIM from the map score as one more input (sigmoid output) instead of "
                    "correcting it")

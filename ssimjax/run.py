@@ -28,6 +28,7 @@ from .localmap import fit_map_model, map_spec, with_map_scores
 from .metrics import quality_metrics
 from .models import PREDICTOR, count_params, merge_backbone
 from .variables import init_variables, with_training_start
+from .wordmarks import wordmark_set
 from .start import RunError, RunPlan, is_builtin, plan_run, resolve_data
 from .steps import Trainer, create_train_state
 
@@ -141,9 +142,11 @@ def train_run(
             except CheckpointError as e:
                 raise RunError(str(e)) from None
         else:
-            log.info(f"training the SSIM-map network on the {len(train_idx)} training images ({config.map_steps} steps "
+            extra = wordmark_set(cache_dir, config.map_extra, log=log.info) if config.map_extra else []
+            log.info(f"training the SSIM-map network on the {len(train_idx)} training images"
+                     f"{f' and {len(extra)} synthetic wordmarks' if extra else ''} ({config.map_steps} steps "
                      f"of {config.map_crop} px crops)")
-            map_model = fit_map_model(list(paths[train_idx]), map_spec(config), cache_dir, config.map_steps,
+            map_model = fit_map_model(list(paths[train_idx]) + extra, map_spec(config), cache_dir, config.map_steps,
                                       config.seed, log=log.info, crop_size=config.map_crop)
             timings["map_net_train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()

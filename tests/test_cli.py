@@ -67,6 +67,7 @@ def test_train_then_predict(tmp_path, small_dataset):
     (["--validation-split", "1.5"], "--validation-split: must be a number strictly between 0 and 1"),
     (["--hidden-dims", "a,b"], "expected whole numbers"),
     (["--map-crop", "33"], "--map-crop: must be an even whole number >= 2"),
+    (["--map-extra", "-1"], "--map-extra: must be a whole number >= 0"),
 ])
 def test_bad_flag_values_are_clear_errors(args, message):
     r = run("train.py", *args)

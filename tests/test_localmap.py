@@ -115,14 +115,17 @@ def test_compare_models_runs_the_map_candidate(small_dataset, tmp_path):
     script = Path(__file__).resolve().parent.parent / "scripts" / "compare_models.py"
     cache = tmp_path / "cache"  # its own: other tests' runs cache maps of these images too
     cmd = [sys.executable, str(script), "--data", str(manifest), "--candidates", "e,g", "--map-steps", "4",
-           "--map-channels", "4", "--json", str(tmp_path / "out.json"), "--cache-dir", str(cache)]
+           "--map-channels", "4", "--map-extra", "5", "--json", str(tmp_path / "out.json"), "--cache-dir", str(cache)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"SSIM maps of {len(rows)} images computed" in r.stdout
     out = json.loads((tmp_path / "out.json").read_text())
     assert set(out["candidates"]["g"]["per_source"]) == {"a", "b"}
     assert all(np.isfinite(m["srcc"]) for m in out["candidates"]["g"]["per_source"].values())
-    assert len(list((cache / "ssim-maps").glob("*.npz"))) == len(rows)
+    # The set's maps and those of the synthetic wordmarks the map network also trains on.
+    wordmarks = list(csv.DictReader(open(cache / "wordmarks" / "v1-n5-seed0" / "labels.csv")))
+    assert 1 <= len(wordmarks) <= 5
+    assert len(list((cache / "ssim-maps").glob("*.npz"))) == len(rows) + len(wordmarks)
 
 
 def test_torch_map_net_predicts_what_the_jax_one_predicts():
