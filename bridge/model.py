@@ -119,7 +119,7 @@ class Predictor(nn.Module):
             layers += [nn.ReLU(), nn.Dropout(dropout_rate)]
             d = h
         # With ``residual`` the output is the last statistic (the map score) plus the Linear's,
-        # clipped to [0, 1] (ssimjax.models.Predictor): no sigmoid, and no parameter moves.
+        # clipped to [0, 1] (ssimjax.models.Predictor): no sigmoid; the state_dict keys are the same.
         layers += [nn.Linear(d, 1)] + ([] if residual else [nn.Sigmoid()])
         self.mlp = nn.Sequential(*layers)
 
