@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         maps = cached_ssim_maps(list(inputs["path"]), shas, cache_dir, log=print)
         print(f"SSIM maps and pixels ready in {time.perf_counter() - t:.0f}s", flush=True)
         spec = MapNet(channels=args.map_channels, cell=args.map_cell)
-        extra = wordmark_set(cache_dir, args.map_extra, log=print) if args.map_extra else []
+        extra = wordmark_set(cache_dir, args.map_extra, log=print)
         extra_pixels, extra_shas = read_pixels_and_shas(extra)
         extra_maps = cached_ssim_maps(extra, extra_shas, cache_dir)
 

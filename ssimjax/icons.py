@@ -141,11 +141,21 @@ def rasterise(svg: str, recipe: dict) -> tuple[Image.Image, bytes]:
         icon = icon.resize((w, h), Image.LANCZOS)
     if icon.getchannel("A").getextrema()[1] == 0:
         raise ValueError("resvg drew nothing")
+    data = compose(icon, pad, recipe)
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img, data
+
+
+def compose(icon: Image.Image, pad: int, recipe: dict) -> bytes:
+    """The file bytes of an RGBA drawing with ``pad`` pixels each side on ``recipe``'s background
+    (white, transparent or its ``color``), in its format (JPEG, flattened on white, at its
+    ``quality``; or PNG, with alpha only on a transparent background)."""
     bg = {"white": (255, 255, 255, 255), "transparent": (0, 0, 0, 0)}.get(recipe["background"])
     if bg is None:
         c = recipe["color"]
         bg = (int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16), 255)
-    canvas = Image.new("RGBA", (w + 2 * pad, h + 2 * pad), bg)
+    canvas = Image.new("RGBA", (icon.width + 2 * pad, icon.height + 2 * pad), bg)
     canvas.alpha_composite(icon, (pad, pad))
     buf = io.BytesIO()
     if recipe["format"] == "jpeg":
@@ -153,10 +163,7 @@ def rasterise(svg: str, recipe: dict) -> tuple[Image.Image, bytes]:
         flat.save(buf, format="JPEG", quality=recipe["quality"])
     else:
         (canvas if recipe["background"] == "transparent" else canvas.convert("RGB")).save(buf, format="PNG")
-    data = buf.getvalue()
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img, data
+    return buf.getvalue()
 
 
 def choose_icons(names_by_source: dict[str, list[str]], count: int, seed: int) -> list[tuple[str, str]]:

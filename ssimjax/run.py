@@ -142,7 +142,7 @@ def train_run(
             except CheckpointError as e:
                 raise RunError(str(e)) from None
         else:
-            extra = wordmark_set(cache_dir, config.map_extra, log=log.info) if config.map_extra else []
+            extra = wordmark_set(cache_dir, config.map_extra, log=log.info)
             log.info(f"training the SSIM-map network on the {len(train_idx)} training images"
                      f"{f' and {len(extra)} synthetic wordmarks' if extra else ''} ({config.map_steps} steps "
                      f"of {config.map_crop} px crops)")

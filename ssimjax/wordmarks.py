@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .icons import compose
 from .pipeline import build_cached, conversion_ssim_map, run_jobs, save_ssim_map
 
 WORDMARKS_VERSION = 1
@@ -106,20 +107,14 @@ def draw_wordmark(seed: int, index: int) -> tuple[str, bytes, str]:
     small = big.resize((max(1, round(big.width / SUPERSAMPLE)), max(1, round(big.height / SUPERSAMPLE))),
                        Image.LANCZOS)
     pad = round(max(small.size) * rng.uniform(0.0, 0.25))
-    background = str(rng.choice(["white", "transparent", "color"], p=[0.45, 0.25, 0.30]))
-    fill = {"white": (255, 255, 255, 255), "transparent": (0, 0, 0, 0)}.get(background)
-    if fill is None:
+    background, color = str(rng.choice(["white", "transparent", "color"], p=[0.45, 0.25, 0.30])), None
+    if background == "color":
         lo, hi = (170, 256) if rng.random() < 0.6 else (0, 110)
-        fill = tuple(int(c) for c in rng.integers(lo, hi, 3)) + (255,)
-    canvas = Image.new("RGBA", (small.width + 2 * pad, small.height + 2 * pad), fill)
-    canvas.alpha_composite(small, (pad, pad))
-    buf = io.BytesIO()
-    if rng.random() < 0.3:
-        white = Image.new("RGBA", canvas.size, (255, 255, 255, 255))
-        Image.alpha_composite(white, canvas).convert("RGB").save(buf, format="JPEG", quality=int(rng.integers(60, 96)))
-        return kind, buf.getvalue(), "jpg"
-    (canvas if background == "transparent" else canvas.convert("RGB")).save(buf, format="PNG")
-    return kind, buf.getvalue(), "png"
+        color = "#%02x%02x%02x" % tuple(int(c) for c in rng.integers(lo, hi, 3))
+    jpeg = bool(rng.random() < 0.3)
+    recipe = dict(background=background, color=color, format="jpeg" if jpeg else "png",
+                  quality=int(rng.integers(60, 96)) if jpeg else None)
+    return kind, compose(small, pad, recipe), "jpg" if jpeg else "png"
 
 
 def _make_one(job):
@@ -137,7 +132,10 @@ def _make_one(job):
 
 def wordmark_set(cache_dir: str | Path, count: int, seed: int = 0, log=None) -> list[Path]:
     """The image files of a set of ``count`` labelled synthetic wordmarks, built on first use
-    (over every core) and cached under ``cache_dir``; their SSIM maps go to the SSIM-map cache."""
+    (over every core) and cached under ``cache_dir``; their SSIM maps go to the SSIM-map cache.
+    No files for ``count`` 0."""
+    if count == 0:
+        return []
     final = Path(cache_dir) / "wordmarks" / f"v{WORDMARKS_VERSION}-n{count}-seed{seed}"
 
     def build(tmp: Path) -> None:
