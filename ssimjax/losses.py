@@ -55,7 +55,10 @@ def pearson(pred, target, mask=None, eps: float = 1e-8):
     w, n = _weights(pred, mask)
     pc = (pred - jnp.sum(w * pred) / n) * w
     tc = (target - jnp.sum(w * target) / n) * w
-    return jnp.sum(pc * tc) / (jnp.sqrt(jnp.sum(pc**2) * jnp.sum(tc**2)) + eps)
+    # sqrt's gradient at 0 is infinite: with one real row, or every prediction the same (e.g. all
+    # clipped to 1), it made every parameter NaN, even where combined_loss leaves the term out. The
+    # floor changes no value above 1e-16 (eps is 1e-8).
+    return jnp.sum(pc * tc) / (jnp.sqrt(jnp.maximum(jnp.sum(pc**2) * jnp.sum(tc**2), 1e-32)) + eps)
 
 
 def combined_loss(pred, target, mask=None, mse_weight=1.0, mae_weight=0.3, correlation_weight=0.1):

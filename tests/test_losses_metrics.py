@@ -43,6 +43,19 @@ def test_combined_loss_has_no_correlation_term_for_one_row():
     assert float(pearson(jnp.asarray(PRED), jnp.asarray(PRED))) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_combined_loss_gradient_is_finite_for_one_row_and_for_equal_predictions():
+    """A last batch holding one real row (the rest padding), or predictions all clipped to the same
+    value, once made the gradient NaN (sqrt's slope at 0), and with it every parameter."""
+    import jax
+
+    grad = jax.grad(combined_loss)
+    one_real = grad(jnp.asarray([0.3, 0.0, 0.0]), jnp.asarray([0.5, 0.0, 0.0]), jnp.arange(3) < 1)
+    equal = grad(jnp.full(4, 1.0), jnp.asarray([0.9, 0.8, 0.95, 0.7]))
+    assert np.isfinite(np.asarray(one_real)).all() and np.isfinite(np.asarray(equal)).all()
+    # Only the mse and mae terms remain for the one row: 2 (0.3 - 0.5) + 0.3 sign(0.3 - 0.5).
+    assert float(one_real[0]) == pytest.approx(2 * (0.3 - 0.5) - 0.3, rel=1e-5)
+
+
 def test_unknown_loss_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown loss 'l3'"):
         get_loss("l3")
