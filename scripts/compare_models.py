@@ -84,6 +84,8 @@ def main(argv=None) -> int:
                    help=f"(g): side of the map network's training crops in pixels (default {MAP_CROP})")
     p.add_argument("--map-extra", type=int, default=TrainConfig.map_extra,
                    help=f"(g): synthetic wordmarks added to its training images (default {TrainConfig.map_extra})")
+    p.add_argument("--no-map-extra-mlp", dest="map_extra_mlp", action="store_false",
+                   help="(g): the synthetic wordmarks train the map network only, not the MLP")
     p.add_argument("--map-channels", type=int, default=16, help="(g): the map network's width (default 16)")
     p.add_argument("--map-cell", type=int, default=2,
                    help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
@@ -117,31 +119,43 @@ def main(argv=None) -> int:
     last = all_stages[:, -2048:] if base.backbone_features else None  # layer4 pooled: the plan's features
     held_out = args.sources.split(",") if args.sources else sorted(set(sources) - {""})
 
-    def mlp(config, features, with_stats, tr, va, te, stats=stats):
+    def mlp(config, features, with_stats, tr, va, te, stats=stats, extra=None):
+        """The MLP trained on rows ``tr`` (and ``extra``'s synthetic rows), validated on ``va``;
+        its predictions for ``te``."""
         def part(idx):
             d = {"features": features[idx], "ssim": y[idx]}
             if with_stats:
                 d["stats"] = stats[idx]
             return d
 
+        train = part(tr)
+        if extra is not None:
+            train = {k: np.concatenate([v, extra[k]]) for k, v in train.items()}
         state = create_train_state(config)
         if with_stats:
-            state = create_train_state(config, with_training_start(state.variables, config, stats[tr], y[tr]))
-        res = fit(state, config, part(tr), part(va))
+            state = create_train_state(config, with_training_start(state.variables, config, train["stats"],
+                                                                   train["ssim"]))
+        res = fit(state, config, train, part(va))
         return predict(Trainer.from_config(config), res.state, part(te), 256)
 
     if "g" in wanted:
         from ssimjax.localmap import MapNet, cached_ssim_maps, read_pixels_and_shas, train_map_model
-        from ssimjax.wordmarks import wordmark_set
+        from ssimjax.wordmarks import mlp_rows, wordmark_folder
 
         t = time.perf_counter()
         pixels, shas = read_pixels_and_shas(list(inputs["path"]))
         maps = cached_ssim_maps(list(inputs["path"]), shas, cache_dir, log=print)
         print(f"SSIM maps and pixels ready in {time.perf_counter() - t:.0f}s", flush=True)
         spec = MapNet(channels=args.map_channels, cell=args.map_cell)
-        extra = wordmark_set(cache_dir, args.map_extra, log=print)
-        extra_pixels, extra_shas = read_pixels_and_shas(extra)
-        extra_maps = cached_ssim_maps(extra, extra_shas, cache_dir)
+        folder = wordmark_folder(cache_dir, args.map_extra, log=print)
+        extra = None
+        if folder is not None:  # read as the default run reads them: statistics, no backbone features
+            plain = TrainConfig()
+            extra = build_inputs(Trainer.from_config(plain), create_train_state(plain).variables, folder, cache_dir,
+                                 skip_invalid=False)[0]
+        extra_paths = list(extra["path"]) if extra is not None else []
+        extra_pixels, extra_shas = read_pixels_and_shas(extra_paths)
+        extra_maps = cached_ssim_maps(extra_paths, extra_shas, cache_dir)
 
         def with_map_score(tr, va, te):
             t = time.perf_counter()
@@ -154,7 +168,13 @@ def main(argv=None) -> int:
                   f"{time.perf_counter() - t - t_train:.0f}s; its score alone on the held-out rows: SRCC "
                   f"{alone['srcc']:.3f} PLCC {alone['plcc']:.3f}", flush=True)
             extended = np.concatenate([stats, score[:, None]], axis=1)
-            return mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te, stats=extended)
+            synthetic = None
+            if extra is not None and args.map_extra_mlp:  # as the default run adds them
+                n = mlp_rows(len(extra_paths), len(tr))
+                synthetic = {"features": np.zeros((n, 0), np.float32), "ssim": extra["ssim"][:n],
+                             "stats": np.concatenate([extra["stats"][:n], model.score(extra_pixels[:n])[:, None]], 1)}
+            return mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te, stats=extended,
+                       extra=synthetic)
 
     candidates = {
         "a": ("(a) plan: ResNet-50 features -> MLP",

@@ -16,6 +16,7 @@ FLAG_FOR_FIELD = {
     "image_stats": "--no-image-stats",
     "map_net": "--no-map-net",
     "map_residual": "--no-map-residual",
+    "map_extra_mlp": "--no-map-extra-mlp",
 }  # every other field's flag is --field-name
 
 
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map-crop", type=int, help=f"the side of its training crops in pixels (default {MAP_CROP})")
     p.add_argument("--map-extra", type=int, help="synthetic wordmarks added to the SSIM-map network's training "
                    "images (default 1200; 0: none)")
+    p.add_argument("--no-map-extra-mlp", dest="map_extra_mlp", action="store_const", const=False,
+                   help="the synthetic wordmarks train the SSIM-map network only, not the MLP")
     p.add_argument("--no-map-residual", dest="map_residual", action="store_const", const=False,
                    help="the MLP predicts SSIM from the map score as one more input (sigmoid output) instead of "
                    "correcting it")

@@ -28,7 +28,7 @@ from .localmap import fit_map_model, map_spec, with_map_scores
 from .metrics import quality_metrics
 from .models import PREDICTOR, count_params, merge_backbone
 from .variables import init_variables, with_training_start
-from .wordmarks import wordmark_set
+from .wordmarks import mlp_rows, wordmark_folder
 from .start import RunError, RunPlan, is_builtin, plan_run, resolve_data
 from .steps import Trainer, create_train_state
 
@@ -131,8 +131,18 @@ def train_run(
     sources = inputs.pop("source")
     paths = inputs.pop("path")
     train_idx, val_idx, test_idx = split_rows(sources, config.validation_split, config.seed, config.test_source)
-    map_model = None
+    map_model, extra = None, None
     if config.map_net:
+        # Synthetic wordmarks: more training images for the map network, and (map_extra_mlp) more
+        # training rows for the MLP; never validation or test rows.
+        t0 = time.perf_counter()
+        folder = wordmark_folder(cache_dir, config.map_extra, log=log.info)
+        extra_paths = []
+        if folder is not None:
+            extra = build_inputs(trainer, state.variables, folder, cache_dir, False, weights_sha)[0]
+            extra.pop("source")
+            extra_paths = list(extra.pop("path"))
+            timings["synthetic_s"] = time.perf_counter() - t0
         # Trained first, on the training rows' SSIM maps alone, then frozen: its score is one more
         # statistic for every row. A resumed run reads back the network it trained.
         t0 = time.perf_counter()
@@ -142,19 +152,28 @@ def train_run(
             except CheckpointError as e:
                 raise RunError(str(e)) from None
         else:
-            extra = wordmark_set(cache_dir, config.map_extra, log=log.info)
             log.info(f"training the SSIM-map network on the {len(train_idx)} training images"
-                     f"{f' and {len(extra)} synthetic wordmarks' if extra else ''} ({config.map_steps} steps "
-                     f"of {config.map_crop} px crops)")
-            map_model = fit_map_model(list(paths[train_idx]) + extra, map_spec(config), cache_dir, config.map_steps,
-                                      config.seed, log=log.info, crop_size=config.map_crop)
+                     f"{f' and {len(extra_paths)} synthetic wordmarks' if extra_paths else ''} ({config.map_steps} "
+                     f"steps of {config.map_crop} px crops)")
+            map_model = fit_map_model(list(paths[train_idx]) + extra_paths, map_spec(config), cache_dir,
+                                      config.map_steps, config.seed, log=log.info, crop_size=config.map_crop)
             timings["map_net_train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         inputs["stats"] = with_map_scores(inputs["stats"], paths, map_model)
+        if extra is not None and config.map_extra_mlp:
+            n = mlp_rows(len(extra_paths), len(train_idx))
+            extra = {k: v[:n] for k, v in extra.items()}
+            extra["stats"] = with_map_scores(extra["stats"], extra_paths[:n], map_model)
+        else:
+            extra = None
         timings["map_net_score_s"] = time.perf_counter() - t0
     train, val, test = ({k: v[idx] for k, v in inputs.items()} for idx in (train_idx, val_idx, test_idx))
+    synthetic = 0 if extra is None else len(extra["ssim"])
+    if synthetic:
+        train = {k: np.concatenate([v, extra[k]]) for k, v in train.items()}
     names, counts = np.unique(sources.astype(str), return_counts=True)
     facts.update(train_rows=len(train_idx), val_rows=len(val_idx), test_rows=len(test_idx),
+                 synthetic_train_rows=synthetic,
                  sources={n: int(c) for n, c in zip(names, counts) if n})
     if "stats" in train and not plan.resume:
         # The statistics are standardised with the training rows'; the head starts at their mean SSIM.
@@ -175,7 +194,8 @@ def train_run(
     if not plan.resume and config.freeze_backbone:
         save_backbone(out, state)  # before any epoch, so even a run cut short keeps its start
     log.info(
-        f"{facts['valid_rows']} images ({len(train_idx)} train, {len(val_idx)} val"
+        f"{facts['valid_rows']} images ({len(train_idx)} train{f' + {synthetic} synthetic' if synthetic else ''}, "
+        f"{len(val_idx)} val"
         f"{f', {len(test_idx)} held out: {config.test_source}' if len(test_idx) else ''}); "
         f"trainable parameters: {trainable_params(trainer, state.params):,}; batch size {config.batch_size}, "
         f"learning rate {config.learning_rate}; run folder {out}"

@@ -1,13 +1,14 @@
-"""Synthetic wordmarks and line art, extra training images for the SSIM-map network.
+"""Synthetic wordmarks and line art, extra training images for the SSIM-map network and the MLP.
 
 Real logos are often a small wordmark (letters a few pixels tall beside a mark) or thin line art,
 and there VTracer fails worst: strokes one or two pixels wide are merged away or dropped, and the
-SSIM falls to 0.1-0.6. The icon sets the network trains on hold few such images (emoji, flags and
-single-colour glyphs), so it learns these failures from generated ones: random words in Pillow's
-bundled font beside a simple mark, or outlines, drawn 8x larger and downsampled with Lanczos (as
-an SVG rasteriser anti-aliases), padded on white, transparent or a flat colour, a third as JPEG,
-each labelled by the real pipeline (its per-pixel SSIM map cached for the network, as the icon set
-does). Each image is drawn from ``(seed, index)``, so a set is reproducible on any number of cores.
+SSIM falls to 0.1-0.6. The icon sets the model trains on hold few such images (emoji, flags and
+single-colour glyphs), so the map network and the MLP that corrects its score learn these failures
+from generated ones: random words in Pillow's bundled font beside a simple mark, or outlines, drawn
+8x larger and downsampled with Lanczos (as an SVG rasteriser anti-aliases), padded on white,
+transparent or a flat colour, a third as JPEG, each labelled by the real pipeline (its per-pixel
+SSIM map cached for the network, as the icon set does). Each image is drawn from
+``(seed, index)``, so a set is reproducible on any number of cores.
 
 This module does not import JAX, so worker processes start quickly.
 """
@@ -130,12 +131,12 @@ def _make_one(job):
     return index, (name, ssim, kind)
 
 
-def wordmark_set(cache_dir: str | Path, count: int, seed: int = 0, log=None) -> list[Path]:
-    """The image files of a set of ``count`` labelled synthetic wordmarks, built on first use
-    (over every core) and cached under ``cache_dir``; their SSIM maps go to the SSIM-map cache.
-    No files for ``count`` 0."""
+def wordmark_folder(cache_dir: str | Path, count: int, seed: int = 0, log=None) -> Path | None:
+    """The folder of a set of ``count`` labelled synthetic wordmarks (its ``labels.csv`` a manifest
+    like any data set's), built on first use (over every core) and cached under ``cache_dir``; their
+    SSIM maps go to the SSIM-map cache. None for ``count`` 0."""
     if count == 0:
-        return []
+        return None
     final = Path(cache_dir) / "wordmarks" / f"v{WORDMARKS_VERSION}-n{count}-seed{seed}"
 
     def build(tmp: Path) -> None:
@@ -150,7 +151,12 @@ def wordmark_set(cache_dir: str | Path, count: int, seed: int = 0, log=None) -> 
             {"version": WORDMARKS_VERSION, "count": count, "seed": seed, "labelled": len(rows)}, indent=2) + "\n")
 
     if log and not (final / "labels.csv").is_file():
-        log(f"drawing and labelling {count} synthetic wordmarks for the SSIM-map network in {final}")
-    build_cached(final, build)
-    with (final / "labels.csv").open(newline="") as f:
-        return [final / row["image"] for row in csv.DictReader(f)]
+        log(f"drawing and labelling {count} synthetic wordmarks in {final}")
+    return build_cached(final, build)
+
+
+def mlp_rows(count: int, train_rows: int) -> int:
+    """How many of ``count`` synthetic images join an MLP's ``train_rows`` real training rows as
+    training rows: at most one for every three, a supplement to one's own images rather than most
+    of the set (the default run's 3,840 training rows take all 1,179)."""
+    return min(count, train_rows // 3)

@@ -213,6 +213,9 @@ def test_default_run_trains_on_icons_holds_out_logos_and_evaluate_scores_it(tmp_
     assert summary["test_source"] == "logos" and summary["test_metrics"]["count"] == 8
     assert config["data"]["sources"] == {"flag": 8, "fluent-emoji-flat": 8, "logos": 8, "simple-icons": 8, "twemoji": 8}
     assert config["data"]["train_rows"] + config["data"]["val_rows"] == 32 and config["data"]["test_rows"] == 8
+    # The synthetic wordmarks the map network trains on are training rows of the MLP too, at most
+    # one for every three real ones.
+    assert config["data"]["synthetic_train_rows"] == config["data"]["train_rows"] // 3 > 0
 
     r = script("evaluate.py", "--checkpoint", out, "--data", Path(config["data"]["manifest"]).parent, "--json")
     assert r.returncode == 0, r.stderr

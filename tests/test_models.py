@@ -173,8 +173,10 @@ def test_residual_head_starts_at_the_map_score_and_learns_a_bounded_correction(t
     np.testing.assert_allclose(out, np.clip(probe[:, -1] - 0.02, 0, 1), atol=1e-6)
 
     save_config(tmp_path / "config.json", config)
-    assert load_config(tmp_path / "config.json")[0].map_residual
+    saved = load_config(tmp_path / "config.json")[0]
+    assert saved.map_residual and saved.map_extra_mlp
     legacy = json.loads((tmp_path / "config.json").read_text())
-    del legacy["train"]["map_residual"]
+    del legacy["train"]["map_residual"], legacy["train"]["map_extra_mlp"]
     (tmp_path / "config.json").write_text(json.dumps(legacy))
-    assert not load_config(tmp_path / "config.json")[0].map_residual
+    saved = load_config(tmp_path / "config.json")[0]
+    assert not saved.map_residual and not saved.map_extra_mlp

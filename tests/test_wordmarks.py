@@ -5,7 +5,7 @@ from PIL import Image
 
 from ssimjax.localmap import cached_ssim_maps, read_pixels_and_shas
 from ssimjax.pipeline import conversion_ssim_map
-from ssimjax.wordmarks import draw_wordmark, wordmark_set
+from ssimjax.wordmarks import draw_wordmark, wordmark_folder
 
 
 def test_wordmarks_are_reproducible_small_and_varied():
@@ -23,10 +23,10 @@ def test_wordmarks_are_reproducible_small_and_varied():
 
 
 def test_wordmark_set_is_labelled_by_the_pipeline_and_cached(tmp_path):
-    paths = wordmark_set(tmp_path, 8, seed=3)
+    folder = wordmark_folder(tmp_path, 8, seed=3)
+    rows = list(csv.DictReader((folder / "labels.csv").open()))
+    paths = [folder / r["image"] for r in rows]
     assert 6 <= len(paths) <= 8 and all(p.is_file() for p in paths)
-    rows = list(csv.DictReader((paths[0].parent.parent / "labels.csv").open()))
-    assert [r["image"] for r in rows] == [str(p.relative_to(p.parent.parent)) for p in paths]
     first = rows[0]
     ssim, ssim_map = conversion_ssim_map(Image.open(paths[0]))
     assert abs(float(first["ssim"]) - ssim) < 1e-5 and first["source"] == "wordmarks"
@@ -36,4 +36,5 @@ def test_wordmark_set_is_labelled_by_the_pipeline_and_cached(tmp_path):
     maps = cached_ssim_maps(paths, shas, tmp_path, log=logs.append)
     assert not logs and np.allclose(maps[0], ssim_map, atol=1e-3)
     stamp = paths[0].stat().st_mtime_ns
-    assert wordmark_set(tmp_path, 8, seed=3) == paths and paths[0].stat().st_mtime_ns == stamp
+    assert wordmark_folder(tmp_path, 8, seed=3) == folder and paths[0].stat().st_mtime_ns == stamp
+    assert wordmark_folder(tmp_path, 0) is None
