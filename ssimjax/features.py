@@ -109,7 +109,8 @@ def extract_features(trainer: Trainer, variables: dict, images_uint8: np.ndarray
 
 
 def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir: Path, skip_invalid: bool,
-                 weights_sha: str | None = None, map_model: MapModel | None = None) -> tuple[dict, dict, dict]:
+                 weights_sha: str | None = None, map_model: MapModel | None = None,
+                 limit: int | None = None) -> tuple[dict, dict, dict]:
     """Reads and validates a manifest, then builds the model inputs for every valid row.
 
     Frozen backbone: cached features (extracted for the images not yet in the cache), keyed by
@@ -117,11 +118,13 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
     preprocessed uint8 images. Plus ``stats`` when the model takes image statistics, ``ssim`` and
     ``source`` (the manifest's column, '' where it has none) and ``path`` (each row's image file).
     With ``map_model`` (a loaded run's map network) each row's map score follows its statistics;
-    a run that trains its map network adds the scores itself, after the split. Returns
-    ``(inputs, facts about the data for config.json, timings)``.
+    a run that trains its map network adds the scores itself, after the split. ``limit``: only the
+    manifest's first ``limit`` valid rows. Returns ``(inputs, facts about the data for config.json,
+    timings)``.
     """
     t0 = time.perf_counter()
     manifest, rows, problems = read_manifest(data)
+    rows = rows[:limit]
     total_rows = len(rows) + len(problems)
     frozen = trainer.freeze_backbone
     # A frozen backbone whose features the MLP does not see is never run.

@@ -19,7 +19,7 @@ import numpy as np
 
 from .checkpoint import CheckpointError, RunCheckpoints, load_backbone, load_map_net, save_backbone, save_map_net
 from .config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig, save_config
-from .data import split_rows
+from .data import read_manifest, split_rows
 from .parallel import data_mesh, describe, round_up
 from .pipeline import package_versions
 from .features import backbone_hash, build_inputs, default_cache_dir
@@ -137,12 +137,12 @@ def train_run(
         # training rows for the MLP; never validation or test rows.
         t0 = time.perf_counter()
         folder = wordmark_folder(cache_dir, config.map_extra, log=log.info)
-        extra_paths = []
-        if folder is not None:
-            extra = build_inputs(trainer, state.variables, folder, cache_dir, False, weights_sha)[0]
-            extra.pop("source")
-            extra_paths = list(extra.pop("path"))
-            timings["synthetic_s"] = time.perf_counter() - t0
+        extra_paths = [] if folder is None else [str(row.image) for row in read_manifest(folder)[1]]
+        n_mlp = mlp_rows(len(extra_paths), len(train_idx)) if config.map_extra_mlp else 0
+        if n_mlp:  # the MLP's synthetic rows, read (statistics, features) as any data set's
+            extra = build_inputs(trainer, state.variables, folder, cache_dir, False, weights_sha, limit=n_mlp)[0]
+            del extra["source"], extra["path"]
+        timings["synthetic_s"] = time.perf_counter() - t0
         # Trained first, on the training rows' SSIM maps alone, then frozen: its score is one more
         # statistic for every row. A resumed run reads back the network it trained.
         t0 = time.perf_counter()
@@ -160,12 +160,8 @@ def train_run(
             timings["map_net_train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         inputs["stats"] = with_map_scores(inputs["stats"], paths, map_model)
-        if extra is not None and config.map_extra_mlp:
-            n = mlp_rows(len(extra_paths), len(train_idx))
-            extra = {k: v[:n] for k, v in extra.items()}
-            extra["stats"] = with_map_scores(extra["stats"], extra_paths[:n], map_model)
-        else:
-            extra = None
+        if extra is not None:
+            extra["stats"] = with_map_scores(extra["stats"], extra_paths[:n_mlp], map_model)
         timings["map_net_score_s"] = time.perf_counter() - t0
     train, val, test = ({k: v[idx] for k, v in inputs.items()} for idx in (train_idx, val_idx, test_idx))
     synthetic = 0 if extra is None else len(extra["ssim"])
