@@ -149,9 +149,10 @@ def main(argv=None) -> int:
         spec = MapNet(channels=args.map_channels, cell=args.map_cell)
         folder = wordmark_folder(cache_dir, args.map_extra, log=print)
         extra = None
-        if folder is not None:  # read as the default run reads them: statistics, no backbone features
-            plain = TrainConfig()
-            extra = build_inputs(Trainer.from_config(plain), create_train_state(plain).variables, folder, cache_dir,
+        # Read as the default run reads them: statistics, no backbone features (so the backbone's
+        # variables go unused, and the ones already built serve).
+        if folder is not None:
+            extra = build_inputs(Trainer.from_config(TrainConfig()), state.variables, folder, cache_dir,
                                  skip_invalid=False)[0]
         extra_paths = list(extra["path"]) if extra is not None else []
         extra_pixels, extra_shas = read_pixels_and_shas(extra_paths)

@@ -60,7 +60,7 @@ def with_head_bias(variables: dict, mean_target: float, residual: bool = False) 
     if residual:
         bias = float(mean_target)
         # The correction starts at zero everywhere: a random head would move the map score by
-        # tenths of SSIM (clipping whole batches to 1, where the Pearson term's gradient is NaN).
+        # tenths of SSIM (clipping whole batches to 1, where the clip passes no gradient).
         head["kernel"] = jnp.zeros_like(head["kernel"])
     else:
         p = float(np.clip(mean_target, 1e-3, 1 - 1e-3))
