@@ -65,19 +65,38 @@ def _compute_dtype(name: str):
     return None if name == "float32" else jnp.dtype(name)
 
 
+class Conv(nn.Module):
+    """A bias-free 2D convolution with ``nn.Conv``'s parameter (``kernel``, HWIO, float32) and
+    explicit symmetric padding; ``dtype`` is the compute type (bfloat16 for mixed precision).
+
+    1x1 convolutions run as matrix products over the pixels: XLA's CPU convolution runs them at a
+    fifth of its dot speed (measured: 256 -> 64 channels at 56x56, batch 32, 35 against
+    176 GFLOP/s), and ResNet-50 is half 1x1 convolutions: extraction 12.4 -> 16.4 images/s,
+    fine-tuning 2.6 -> 4.3 on a 2-core CPU. The result is the same sum, the same numbers.
+    """
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", kaiming_fan_out, (self.kernel, self.kernel, x.shape[-1], self.features),
+                            jnp.float32)
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=_compute_dtype(self.dtype))
+        s, p = self.stride, self.padding
+        if self.kernel == 1 and p == 0:
+            x = x[:, ::s, ::s, :]
+            return jnp.dot(x, kernel[0, 0])
+        return jax.lax.conv_general_dilated(x, kernel, (s, s), ((p, p), (p, p)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 def conv(features, kernel, stride=1, padding=0, name=None, dtype="float32"):
     # Parameters stay float32; ``dtype`` is the compute type (bfloat16 for mixed precision).
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        use_bias=False,
-        kernel_init=kaiming_fan_out,
-        dtype=_compute_dtype(dtype),
-        param_dtype=jnp.float32,
-        name=name,
-    )
+    return Conv(features, kernel, stride, padding, dtype=dtype, name=name)
 
 
 class Bottleneck(nn.Module):
