@@ -1,4 +1,5 @@
-"""BatchNorm with PyTorch's semantics, the one layer Flax's own does not match."""
+"""BatchNorm with PyTorch's semantics, the one layer Flax's own does not match, and the ResNet stem's
+max-pool with a gradient written out."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class BatchNorm(nn.Module):
@@ -118,3 +120,46 @@ def _batch_normalize_bwd(epsilon, masked, residuals, cotangents):
 
 
 batch_normalize.defvjp(_batch_normalize_fwd, _batch_normalize_bwd)
+
+
+def _pool_windows(x):
+    """The 9 strided views of ``x`` (-inf padded by 1) whose elementwise maximum is the 3x3,
+    stride-2 max-pool, in torch's window order (row by row)."""
+    n, h, w, c = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+    ho, wo = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    return [xp[:, i:i + 2 * ho - 1:2, j:j + 2 * wo - 1:2, :] for i in range(3) for j in range(3)]
+
+
+@jax.custom_vjp
+def max_pool_3x3_s2(x):
+    """torch's ``MaxPool2d(3, 2, padding=1)`` on NHWC, for training: its gradient goes to the first
+    maximum of each window, as torch's does. XLA's CPU gradient of ``reduce_window`` (select and
+    scatter, lowered through index arrays) cost 227 ms of a 4.6 s ResNet-50 fine-tuning step at
+    batch 16; this one 53 ms, forward included."""
+    return _max_pool_fwd(x)[0]
+
+
+def _max_pool_fwd(x):
+    windows = _pool_windows(x)
+    out, first = windows[0], jnp.zeros(windows[0].shape, jnp.int8)
+    for k, v in enumerate(windows[1:], 1):
+        first = jnp.where(v > out, jnp.int8(k), first)  # strictly greater: ties keep the earlier window
+        out = jnp.maximum(out, v)
+    return out, (first, x.shape)
+
+
+def _max_pool_bwd(residuals, g):
+    first, (n, h, w, c) = residuals
+    ho, wo = g.shape[1:3]
+    zero = jnp.zeros((), g.dtype)
+    dx = jnp.zeros((n, h + 2, w + 2, c), g.dtype)
+    for k in range(9):
+        i, j = divmod(k, 3)
+        # Window offset (i, j) of output (y, x) is padded input (2y + i, 2x + j): interior padding.
+        spread = ((0, 0, 0), (i, h + 2 - i - (2 * ho - 1), 1), (j, w + 2 - j - (2 * wo - 1), 1), (0, 0, 0))
+        dx = dx + jax.lax.pad(jnp.where(first == k, g, zero), zero, spread)
+    return (dx[:, 1:-1, 1:-1, :],)
+
+
+max_pool_3x3_s2.defvjp(_max_pool_fwd, _max_pool_bwd)

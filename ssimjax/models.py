@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 import numpy as np
 
-from .layers import BatchNorm
+from .layers import BatchNorm, max_pool_3x3_s2
 from .stats import STAT_NAMES, STATS_CLIP
 
 # The two top-level subtrees of the model's variables: the ResNet backbone and the MLP predictor.
@@ -146,8 +146,9 @@ class ResNet(nn.Module):
         x = conv(self.width, 7, 2, 3, name="conv1", dtype=self.dtype)(x)
         x = BatchNorm(use_running_average=not train, name="bn1")(x, mask=mask)
         x = nn.relu(x)
-        # torch's MaxPool2d(3, 2, padding=1) pads with -inf, which is what reduce_window does.
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        # torch's MaxPool2d(3, 2, padding=1) pads with -inf, which is what reduce_window does; in
+        # training, the same maximum with a cheaper gradient.
+        x = max_pool_3x3_s2(x) if train else nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         # Stage outputs for layer-by-layer parity checks; free unless 'intermediates' is mutable.
         self.sow("intermediates", "stem", x)
         pooled = []

@@ -150,6 +150,32 @@ def test_batchnorm_bfloat16_gradient_stays_bfloat16_and_close():
         np.testing.assert_allclose(var, real.var(0), rtol=1e-3)
 
 
+@pytest.mark.parametrize("size", [9, 12])
+def test_training_max_pool_matches_torch_value_and_gradient_with_ties(size):
+    """The stem's max-pool in training mode (its own gradient) against torch's MaxPool2d(3, 2, 1):
+    the same maxima, and each window's gradient to its first maximum, also where a flat region
+    makes every value of a window equal (as flat logo areas do after a ReLU). Float64, so only a
+    real routing difference shows."""
+    torch = pytest.importorskip("torch")
+    from ssimjax.layers import max_pool_3x3_s2
+
+    jax.config.update("jax_enable_x64", True)
+    try:
+        rng = np.random.default_rng(0)
+        x = np.maximum(rng.normal(size=(2, size, size, 3)), 0.0)
+        x[:, : size // 2, : size // 2] = 0.7  # ties
+        g = rng.normal(size=(2, (size - 1) // 2 + 1, (size - 1) // 2 + 1, 3))
+        out, vjp = jax.vjp(max_pool_3x3_s2, jnp.asarray(x))
+        tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+        tout = torch.nn.functional.max_pool2d(tx, 3, 2, 1)
+        tout.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
+        np.testing.assert_array_equal(np.asarray(out), tout.detach().numpy().transpose(0, 2, 3, 1))
+        np.testing.assert_allclose(np.asarray(vjp(jnp.asarray(g))[0]), tx.grad.numpy().transpose(0, 2, 3, 1),
+                                   rtol=0, atol=1e-12)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
 def test_residual_head_starts_at_the_map_score_and_learns_a_bounded_correction(tmp_path):
     """The default model's MLP corrects the map score (the last statistic): untrained, it predicts
     the map score plus the training rows' mean correction, clipped to [0, 1]; runs saved before the
