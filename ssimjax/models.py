@@ -89,7 +89,10 @@ class Conv(nn.Module):
         s, p = self.stride, self.padding
         if self.kernel == 1 and p == 0:
             x = x[:, ::s, ::s, :]
-            return jnp.dot(x, kernel[0, 0])
+            # As one (pixels, channels) matrix: the gradient's product then contracts one axis, not
+            # three, and XLA no longer transposes the activations for it (fine-tuning 3.66 ->
+            # 4.6 images/s).
+            return jnp.dot(x.reshape(-1, x.shape[-1]), kernel[0, 0]).reshape(*x.shape[:-1], self.features)
         return jax.lax.conv_general_dilated(x, kernel, (s, s), ((p, p), (p, p)),
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
