@@ -98,42 +98,6 @@ class Conv(nn.Module):
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@jax.custom_vjp
-def _matmul(x, kernel):
-    return x @ kernel
-
-
-def _matmul_fwd(x, kernel):
-    return x @ kernel, (x, kernel)
-
-
-def _matmul_bwd(residuals, g):
-    x, kernel = residuals
-    # The kernel's gradient as (in, out) directly. Autodiff's product comes out as (out, in) and is
-    # transposed after; under vmap (cross-validation's stacked folds) XLA keeps that transpose and
-    # Adam reads the 2048x1024 gradient across its rows (measured: 7 ms a step instead of 1).
-    return g @ kernel.T, jnp.einsum("bi,bo->io", x, g)
-
-
-_matmul.defvjp(_matmul_fwd, _matmul_bwd)
-
-
-class Dense(nn.Module):
-    """``nn.Dense`` (the same ``kernel`` (in, out) and ``bias`` parameters and computation) with
-    the kernel's gradient computed in the kernel's own layout (:func:`_matmul`)."""
-
-    features: int
-    kernel_init: Any = kaiming_fan_out
-    dtype: Any = None
-
-    @nn.compact
-    def __call__(self, x):
-        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return _matmul(x, kernel) + bias
-
-
 def conv(features, kernel, stride=1, padding=0, name=None, dtype="float32"):
     # Parameters stay float32; ``dtype`` is the compute type (bfloat16 for mixed precision).
     return Conv(features, kernel, stride, padding, dtype=dtype, name=name)
@@ -251,14 +215,15 @@ class Predictor(nn.Module):
                                  f"learned map score is the last), got {stats.shape[-1]}")
             x = jnp.concatenate([x, InputNorm(self.num_stats, name="input_norm")(stats).astype(x.dtype)], axis=-1)
         for i, h in enumerate(self.hidden_dims):
-            x = Dense(h, dtype=_compute_dtype(self.dtype), name=f"dense_{i}")(x)
+            x = nn.Dense(h, kernel_init=kaiming_fan_out, bias_init=nn.initializers.zeros, dtype=_compute_dtype(self.dtype),
+                         param_dtype=jnp.float32, name=f"dense_{i}")(x)
             if self.use_batch_norm:
                 x = BatchNorm(use_running_average=not train, name=f"bn_{i}")(x, mask=mask)
             x = nn.relu(x)
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         if self.dtype != "float32":
             x = x.astype(jnp.float32)
-        x = Dense(1, kernel_init=normal_init(self.head_init), name="head")(x)
+        x = nn.Dense(1, kernel_init=normal_init(self.head_init), bias_init=nn.initializers.zeros, name="head")(x)
         if self.residual:
             return jnp.clip(stats[:, -1:].astype(jnp.float32) + x, 0.0, 1.0)
         return nn.sigmoid(x)
