@@ -176,6 +176,49 @@ def test_training_max_pool_matches_torch_value_and_gradient_with_ties(size):
         jax.config.update("jax_enable_x64", False)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_1x1_convolution_as_matrix_product_equals_the_convolution(stride):
+    """A CPU runs 1x1 convolutions as matrix products, other backends as convolutions: the same
+    values and gradients either way (float64, so only a real difference shows)."""
+    from ssimjax.models import Conv
+
+    jax.config.update("jax_enable_x64", True)
+    try:
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 9, 16)))
+        params = Conv(8, 1, stride).init(jax.random.PRNGKey(0), x)
+
+        def run(as_matmul):
+            conv = Conv(8, 1, stride, matmul_1x1=as_matmul)
+            return jax.value_and_grad(lambda p, x: jnp.sum(jnp.sin(conv.apply(p, x))), argnums=(0, 1))(params, x)
+
+        (v_mm, (gp_mm, gx_mm)), (v_cv, (gp_cv, gx_cv)) = run(True), run(False)
+        np.testing.assert_allclose(v_mm, v_cv, rtol=1e-12)
+        np.testing.assert_allclose(gp_mm["params"]["kernel"], gp_cv["params"]["kernel"], rtol=1e-12)
+        np.testing.assert_allclose(gx_mm, gx_cv, rtol=1e-12, atol=1e-15)
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def test_off_a_cpu_the_backbone_traces_convolutions_only(monkeypatch):
+    """XLA's GPU compiler (jaxlib 0.11.2) aborted the whole process on the 1x1 convolutions written
+    as matrix products: on any backend but the CPU, the backbone's training step must hold no
+    matrix product. (The CPU's own program holds them, so this test tells the two apart.)"""
+    from ssimjax.models import ResNet
+
+    model = ResNet(stage_sizes=(1, 1), width=8)
+    x = jnp.zeros((2, 32, 32, 3))
+    variables = model.init(jax.random.PRNGKey(0), x)
+
+    def program():
+        loss = lambda p: jnp.sum(model.apply({**variables, "params": p}, x, train=True, mutable=["batch_stats"])[0])
+        return str(jax.make_jaxpr(jax.grad(loss))(variables["params"]))
+
+    assert "dot_general" in program()
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    gpu = program()
+    assert "dot_general" not in gpu and "conv_general_dilated" in gpu
+
+
 def test_residual_head_starts_at_the_map_score_and_learns_a_bounded_correction(tmp_path):
     """The default model's MLP corrects the map score (the last statistic): untrained, it predicts
     the map score plus the training rows' mean correction, clipped to [0, 1]; runs saved before the
