@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, help="model seed (the split's seed is the plan's 42)")
     p.add_argument("--test-source", help="leave this manifest source out of the folds entirely")
     p.add_argument("--compare-one-fold", action="store_true",
-                   help="also train the first fold alone with the same program and report the time ratio")
+                   help="also train the first fold alone and report the time ratio")
     p.add_argument("--skip-invalid", action="store_true")
     p.add_argument("--cache-dir", help="feature cache and built-in sets (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
     p.add_argument("--demo-count", type=int, default=DEFAULT_DEMO_COUNT)
