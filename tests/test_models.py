@@ -199,6 +199,49 @@ def test_1x1_convolution_as_matrix_product_equals_the_convolution(stride):
         jax.config.update("jax_enable_x64", False)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_bfloat16_1x1_products_take_bfloat16_operands_and_sum_in_float32(stride):
+    """Mixed precision on a CPU: every product of a 1x1 convolution, forward and backward, takes
+    bfloat16 operands with a float32 result (XLA's CPU compiler runs bfloat16 -> bfloat16 products
+    as float32 ones), and the kernel's gradient keeps float32 sums of the exact bfloat16 products
+    (autodiff would round it to bfloat16)."""
+    from ssimjax.models import Conv
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 9, 9, 16)), jnp.float32)
+    conv = Conv(8, 1, stride, dtype="bfloat16", matmul_1x1=True)
+    params = conv.init(jax.random.PRNGKey(0), x)
+    kernel = params["params"]["kernel"]
+
+    def loss(p, x):
+        return jnp.sum(jnp.sin(conv.apply(p, x).astype(jnp.float32)))
+
+    y = conv.apply(params, x)
+    (gp, gx) = jax.grad(loss, argnums=(0, 1))(params, x)
+    assert y.dtype == jnp.bfloat16 and gp["params"]["kernel"].dtype == jnp.float32
+
+    as64 = lambda a: np.asarray(jnp.asarray(a, jnp.bfloat16), np.float64)
+    xs, k = as64(x)[:, ::stride, ::stride], as64(kernel[0, 0])
+    y_ref = xs @ k
+    np.testing.assert_allclose(np.asarray(y, np.float64), y_ref, rtol=2**-8, atol=1e-6)
+    g = as64(np.cos(np.asarray(y, np.float32)))  # the cotangent the product sees: bfloat16
+    dk_ref = np.einsum("nhwc,nhwk->ck", xs, g)
+    np.testing.assert_allclose(gp["params"]["kernel"][0, 0], dk_ref, rtol=1e-5, atol=1e-5)
+    dx_ref = np.zeros(x.shape)
+    dx_ref[:, ::stride, ::stride] = g @ k.T
+    np.testing.assert_allclose(np.asarray(gx, np.float64), dx_ref, rtol=2**-7, atol=1e-2)
+
+    from jax.extend.core import subjaxprs
+
+    def dot_eqns(jaxpr):
+        found = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+        return found + [e for sub in subjaxprs(jaxpr) for e in dot_eqns(sub)]
+
+    dots = dot_eqns(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, x).jaxpr)
+    assert len(dots) == 3 and all(v.aval.dtype == jnp.bfloat16 for e in dots for v in e.invars)
+    assert all(e.params["preferred_element_type"] == jnp.float32 for e in dots)
+
+
 def test_off_a_cpu_the_backbone_traces_convolutions_only(monkeypatch):
     """XLA's GPU compiler (jaxlib 0.11.2) aborted the whole process on the 1x1 convolutions written
     as matrix products: on any backend but the CPU, the backbone's training step must hold no
