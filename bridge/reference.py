@@ -34,10 +34,13 @@ def plan_optimizer(model: QualityPredictionModel, learning_rate: float = 1e-3, w
     ], weight_decay=weight_decay)
 
 
-def train_step(model, optimizer, images: torch.Tensor, targets: torch.Tensor) -> float:
+def train_step(model, optimizer, images: torch.Tensor, targets: torch.Tensor, autocast_bf16: bool = False) -> float:
+    """One step of the plan's loop. ``autocast_bf16``: PyTorch's CPU mixed precision, autocast to
+    bfloat16 around the forward pass and the loss only, as its recipe asks."""
     optimizer.zero_grad()
-    pred, _ = model(images)
-    loss = torch.nn.functional.mse_loss(pred.squeeze(1), targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+        pred, _ = model(images)
+        loss = torch.nn.functional.mse_loss(pred.squeeze(1), targets)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
     optimizer.step()

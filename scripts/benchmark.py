@@ -171,13 +171,7 @@ def torch_finetune(x, y, batch: int, repeats: int, bf16: bool = True) -> dict:
         opt = plan_optimizer(model)
         xb = x[:batch].contiguous(memory_format=torch.channels_last) if cl else x[:batch]
         yb = torch.from_numpy(y[:batch])
-
-        def step():
-            # Autocast covers the forward pass and the loss, as torch's mixed-precision recipe has it.
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=layout.endswith("bf16")):
-                return train_step(model, opt, xb, yb)
-
-        t = median_time(step, repeats)
+        t = median_time(lambda: train_step(model, opt, xb, yb, autocast_bf16=layout.endswith("bf16")), repeats)
         out[layout] = batch / t
     return out
 

@@ -28,6 +28,24 @@ def test_reference_trainer_trains_the_plans_model():
     assert all(not p.requires_grad for p in model.feature_extractor.parameters())
 
 
+def test_reference_step_in_pytorchs_mixed_precision_trains_and_keeps_float32_weights():
+    from bridge.reference import plan_model, plan_optimizer, train_step
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(4, 3, 64, 64)).astype(np.float32))
+    y = torch.from_numpy(rng.uniform(0.5, 1, 4).astype(np.float32))
+    model = plan_model(freeze_backbone=False).train()
+    opt = plan_optimizer(model)
+    conv = model.feature_extractor.backbone[0].weight
+    before = conv.detach().clone()
+    seen = []
+    hook = model.feature_extractor.backbone[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    loss = train_step(model, opt, x, y, autocast_bf16=True)
+    hook.remove()
+    assert np.isfinite(loss) and seen == [torch.bfloat16]
+    assert conv.dtype == torch.float32 and not torch.equal(before, conv)
+
+
 def test_benchmark_script_writes_its_keys(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "scripts/benchmark.py", "--images", "8", "--epochs", "1", "--repeats", "1", "--map-steps", "10",
