@@ -2,7 +2,11 @@
 torch checkpoint export, and pretrained torchvision weights. The only package that imports torch."""
 
 from .convert import (
-    ConversionError, backbone_flax_to_torchvision, flax_to_torch, torch_to_flax, torchvision_to_backbone,
+    ConversionError,
+    backbone_flax_to_torchvision,
+    flax_to_torch,
+    torch_to_flax,
+    torchvision_to_backbone,
 )
 from .export import ExportError, build_checkpoint, export_run, torch_config
 from .model import QualityPredictionModel

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import torch
 
-from ssimjax.models import BACKBONE
+from ssimjax.models.quality import BACKBONE
 
 LEAF_TO_TORCH = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
 SEQUENTIAL_INDEX = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
@@ -158,7 +158,7 @@ def _state_dict_to_flax(state_dict, template, entries, what: str, ignore: Iterab
 # -- the whole model ----------------------------------------------------------------------------
 
 def flax_to_torch(variables: dict, num_batches_tracked: int = 0) -> "OrderedDict[str, torch.Tensor]":
-    """``{'params', 'batch_stats'}`` of a :class:`ssimjax.models.QualityModel` -> the
+    """``{'params', 'batch_stats'}`` of a :class:`ssimjax.models.quality.QualityModel` -> the
     ``QualityPredictionModel`` state_dict."""
     return _flax_to_state_dict(variables, _entries(variables, _model_name_fn(variables)), num_batches_tracked)
 
@@ -182,10 +182,10 @@ def torchvision_to_backbone(state_dict, template: dict, what: str = "torchvision
     return _state_dict_to_flax(state_dict, template, entries, what, ignore=("fc.weight", "fc.bias"))
 
 
-# -- the learned SSIM-map network (ssimjax.localmap) ----------------------------------------------
+# -- the learned SSIM-map network (ssimjax.models.mapnet) ----------------------------------------------
 
 def map_net_to_torch(params: list, prefix: str = "map_net.") -> "OrderedDict[str, torch.Tensor]":
-    """A :class:`ssimjax.localmap.MapModel`'s params (HWIO convolutions, then the (C, 1) head) ->
+    """A :class:`ssimjax.models.mapnet.MapModel`'s params (HWIO convolutions, then the (C, 1) head) ->
     the state_dict entries of :class:`bridge.model.MapNet`."""
     out = OrderedDict()
     for i, layer in enumerate(params[:-1]):

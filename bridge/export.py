@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from ssimjax.localmap import map_spec
-from ssimjax.models import map_residual
-from ssimjax.predict import load_run
-from ssimjax.stats import STAT_NAMES, STATS_VERSION
+from ssimjax.evaluate.predict import load_run
+from ssimjax.features.stats import STAT_NAMES, STATS_VERSION
+from ssimjax.models.mapnet import map_spec
+from ssimjax.models.quality import map_residual
 
 from .convert import flax_to_torch, map_net_to_torch
 from .model import FEATURE_DIM, QualityPredictionModel

@@ -7,7 +7,7 @@ Sigmoid.
 
 A model trained with image statistics (ssimjax's default; ``config['image_stats']`` names them)
 also has ``predictor.input_norm`` (buffers ``mean`` and ``std``): the statistics, computed by
-:mod:`ssimjax.stats` from the image at its own resolution, are standardised, clipped and form the
+:mod:`ssimjax.features.stats` from the image at its own resolution, are standardised, clipped and form the
 MLP's input, after the 2048 backbone features when ``config['backbone_features']`` (default true;
 ssimjax's default model sets it false and never runs the backbone in ``predict_ssim``). With
 ``config['map_net']`` (ssimjax's default) the model also holds ``map_net`` (:class:`MapNet`), the
@@ -28,9 +28,9 @@ import torch.nn as nn
 import torchvision
 from PIL import Image
 
-from ssimjax.data import IMAGENET_MEAN, IMAGENET_STD, normalize
-from ssimjax.localmap import score_from_cells
-from ssimjax.stats import STAT_NAMES, STATS_CLIP, STATS_VERSION, image_inputs
+from ssimjax.data.images import IMAGENET_MEAN, IMAGENET_STD, normalize
+from ssimjax.features.stats import STAT_NAMES, STATS_CLIP, STATS_VERSION, image_inputs
+from ssimjax.models.mapnet import score_from_cells
 
 FEATURE_DIM = 2048
 DEFAULT_CONFIG = {
@@ -67,7 +67,7 @@ class InputNorm(nn.Module):
 
 
 class MapNet(nn.Module):
-    """ssimjax's learned SSIM-map network (:mod:`ssimjax.localmap`) in torch: the image at its own
+    """ssimjax's learned SSIM-map network (:mod:`ssimjax.models.mapnet`) in torch: the image at its own
     resolution as a cell x cell space-to-depth stack (channels in the same order), dilated 3x3
     convolutions without padding over the edge-extended image, one predicted SSIM per cell,
     averaged as the real map is. Its score is the last of the MLP's statistics."""
@@ -119,7 +119,7 @@ class Predictor(nn.Module):
             layers += [nn.ReLU(), nn.Dropout(dropout_rate)]
             d = h
         # With ``residual`` the output is the last statistic (the map score) plus the Linear's,
-        # clipped to [0, 1] (ssimjax.models.Predictor): no sigmoid; the state_dict keys are the same.
+        # clipped to [0, 1] (ssimjax.models.quality.Predictor): no sigmoid; the state_dict keys are the same.
         layers += [nn.Linear(d, 1)] + ([] if residual else [nn.Sigmoid()])
         self.mlp = nn.Sequential(*layers)
 
@@ -219,7 +219,7 @@ def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
 
 def prepare_images(images: Sequence, with_stats: bool, with_pixels: bool = True, map_score=None):
     """Paths or PIL images -> (normalised float32 NHWC pixels or None, statistics or None), by
-    ssimjax's own preprocessing and statistics (:func:`ssimjax.stats.image_inputs`; ``map_score``
+    ssimjax's own preprocessing and statistics (:func:`ssimjax.features.stats.image_inputs`; ``map_score``
     appends the map network's score). Raises ValueError (ssimjax's DataError) naming an unreadable
     file."""
     inputs = image_inputs(images, with_pixels=with_pixels, with_stats=with_stats, map_score=map_score)

@@ -38,7 +38,7 @@ def enable_compilation_cache(cache_dir=None) -> None:
         return
     import jax
 
-    from ssimjax.features import default_cache_dir
+    from ssimjax.features.inputs import default_cache_dir
 
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     jax.config.update("jax_compilation_cache_dir", str(root / "jax-compilation"))

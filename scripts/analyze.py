@@ -10,7 +10,6 @@ of DATA.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,14 +29,14 @@ def main(argv=None) -> int:
     if args.samples < 1:
         p.error(f"--samples: must be >= 1 (got {args.samples})")
     _cli.setup_logging()
-    from ssimjax.analysis import run_analyses
+    from ssimjax.evaluate.analysis import run_analyses
     from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT
-    from ssimjax.data import DataError, split_rows
-    from ssimjax.features import build_inputs, default_cache_dir
-    from ssimjax.npm import PackageError
-    from ssimjax.predict import load_run
-    from ssimjax.report import write_report
-    from ssimjax.start import RunError, resolve_data
+    from ssimjax.data.manifest import DataError, split_rows
+    from ssimjax.features.inputs import build_inputs, default_cache_dir
+    from ssimjax.data.npm import PackageError
+    from ssimjax.evaluate.predict import load_run
+    from ssimjax.evaluate.report import write_report
+    from ssimjax.train.plan import RunError, resolve_data
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     try:

@@ -65,8 +65,8 @@ def cpu_name() -> str:
 
 # -- data ------------------------------------------------------------------------------------
 def _label_one(args):
-    from ssimjax.demo import generate_image
-    from ssimjax.pipeline import conversion_ssim
+    from ssimjax.data.demo import generate_image
+    from ssimjax.data.labelling import conversion_ssim
 
     index, out = args
     img = generate_image(7, index)[0].resize((224, 224))
@@ -77,7 +77,7 @@ def _label_one(args):
 
 def bench_data(cache_dir: Path, count: int) -> Path:
     """``count`` generated logo-like images of 224x224, labelled by the real pipeline; cached."""
-    from ssimjax.pipeline import build_cached, run_jobs
+    from ssimjax.data.labelling import build_cached, run_jobs
 
     def build(tmp: Path):
         (tmp / "images").mkdir(parents=True)
@@ -91,7 +91,8 @@ def load_split(data: Path, seed: int = 0):
     """Preprocessed uint8 images and labels, split as train.py splits them (80/20, seeded)."""
     import numpy as np
 
-    from ssimjax.data import open_image, read_file, read_manifest, resize_224, split_indices
+    from ssimjax.data.images import open_image, read_file, resize_224
+    from ssimjax.data.manifest import read_manifest, split_indices
 
     _, rows, _ = read_manifest(data)
     pixels = np.stack([resize_224(open_image(read_file(r.image)[0])) for r in rows])
@@ -105,7 +106,7 @@ def torch_tensors(pixels):
     import numpy as np
     import torch
 
-    from ssimjax.data import normalize
+    from ssimjax.data.images import normalize
 
     return torch.from_numpy(np.ascontiguousarray(normalize(pixels).transpose(0, 3, 1, 2)))
 
@@ -251,7 +252,7 @@ def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool, map_steps: int 
 
 def jax_models(compute_dtype: str = "float32", freeze: bool = True):
     from ssimjax.config import TrainConfig
-    from ssimjax.steps import Trainer, create_train_state
+    from ssimjax.train.state import Trainer, create_train_state
 
     config = TrainConfig.plan_model(compute_dtype=compute_dtype, freeze_backbone=freeze)
     return config, Trainer.from_config(config), create_train_state(config)
@@ -260,7 +261,7 @@ def jax_models(compute_dtype: str = "float32", freeze: bool = True):
 def jax_extract(pixels, batch: int, repeats: int, compute_dtype: str) -> float:
     import jax
 
-    from ssimjax.steps import jit_extract_features
+    from ssimjax.train.steps import jit_extract_features
 
     _, trainer, state = jax_models(compute_dtype)
     xb = jax.device_put(pixels[:batch])
@@ -301,7 +302,7 @@ def jax_mlp(features, y, batch: int, epochs: int) -> float:
 
 def jax_cv(features, y, folds: int) -> dict:
     from ssimjax.config import TrainConfig
-    from ssimjax.validation import cross_validate
+    from ssimjax.evaluate.cross_validation import cross_validate
 
     config = TrainConfig.plan_model(epochs=20)
     inputs = {"features": features, "ssim": y}
@@ -316,7 +317,7 @@ def jax_cv(features, y, folds: int) -> dict:
 def jax_latency(pixels, repeats: int) -> float:
     import jax
 
-    from ssimjax.steps import jit_eval_step
+    from ssimjax.train.steps import jit_eval_step
 
     _, trainer, state = jax_models()
     xb = {"image": jax.device_put(pixels[:1])}
@@ -328,10 +329,10 @@ def prediction_costs(images_by_size: dict, repeats: int) -> dict:
     (statistics and the map network at the image's resolution + MLP) and the plan's (resize +
     ResNet-50 + MLP)."""
     from ssimjax.config import TrainConfig
-    from ssimjax.fit import predict
-    from ssimjax.localmap import MapModel, init_map_net, map_spec
-    from ssimjax.predict import model_inputs
-    from ssimjax.steps import Trainer, create_train_state
+    from ssimjax.train.fit import predict
+    from ssimjax.models.mapnet import MapModel, init_map_net, map_spec
+    from ssimjax.evaluate.predict import model_inputs
+    from ssimjax.train.state import Trainer, create_train_state
 
     out = {}
     for name, config in (("default", TrainConfig()), ("plan", TrainConfig.plan_model())):
@@ -346,8 +347,8 @@ def prediction_costs(images_by_size: dict, repeats: int) -> dict:
 
 
 def real_ssim_costs(repeats: int) -> tuple[dict, dict]:
-    from ssimjax.demo import generate_image
-    from ssimjax.pipeline import conversion_ssim
+    from ssimjax.data.demo import generate_image
+    from ssimjax.data.labelling import conversion_ssim
 
     base = generate_image(11, 3)[0]
     images = {s: base.resize((s, s)) for s in SIZES}
@@ -390,7 +391,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from ssimjax.features import default_cache_dir
+    from ssimjax.features.inputs import default_cache_dir
 
     skip = set(filter(None, args.skip.split(",")))
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()

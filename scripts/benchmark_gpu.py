@@ -39,7 +39,7 @@ def ssimjax_finetune(batch: int, dtype: str, steps: int, windows: int) -> dict:
     import numpy as np
 
     from ssimjax.config import TrainConfig
-    from ssimjax.steps import Trainer, create_train_state
+    from ssimjax.train.state import Trainer, create_train_state
 
     config = TrainConfig.plan_model(compute_dtype=dtype, freeze_backbone=False)
     trainer, state = Trainer.from_config(config), create_train_state(config)
@@ -68,7 +68,8 @@ def ssimjax_extract(batch: int, dtype: str, steps: int, windows: int) -> float:
     import numpy as np
 
     from ssimjax.config import TrainConfig
-    from ssimjax.steps import Trainer, create_train_state, jit_extract_features
+    from ssimjax.train.state import Trainer, create_train_state
+    from ssimjax.train.steps import jit_extract_features
 
     config = TrainConfig.plan_model(compute_dtype=dtype)
     trainer, state = Trainer.from_config(config), create_train_state(config)

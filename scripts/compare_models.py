@@ -12,7 +12,7 @@ seeded; early stopping on val) and scores the held-out source (SRCC, PLCC, MAE):
   (f) image statistics alone -> MLP (``--no-map-net``)
   (g) as (f), plus the image's SSIM as a small network predicts it pixel by pixel at the image's
       own resolution, trained on the real pipeline's SSIM maps of the training rows and of
-      synthetic wordmarks (ssimjax.localmap, ssimjax.wordmarks), which the MLP corrects:
+      synthetic wordmarks (ssimjax.models.mapnet, ssimjax.data.wordmarks), which the MLP corrects:
       ssimjax's default model
 (d), fine-tuning the backbone, is priced per image on this machine rather than run: see --finetune-cost.
 Backbone features and statistics are computed once (and cached) and shared by every candidate.
@@ -49,7 +49,7 @@ def finetune_cost(batch_size: int = 16, steps: int = 3) -> float:
     import jax.numpy as jnp
 
     from ssimjax.config import TrainConfig
-    from ssimjax.steps import Trainer, create_train_state
+    from ssimjax.train.state import Trainer, create_train_state
 
     config = TrainConfig(freeze_backbone=False, image_stats=False, map_net=False, backbone_features=True,
                          batch_size=batch_size)
@@ -95,13 +95,13 @@ def main(argv=None) -> int:
     _cli.setup_logging(verbose=False)
     from pathlib import Path
 
-    from ssimjax.data import split_rows
-    from ssimjax.features import build_inputs, default_cache_dir
-    from ssimjax.fit import fit, predict
-    from ssimjax.logoset import icon_dataset
-    from ssimjax.metrics import quality_metrics
-    from ssimjax.variables import with_training_start
-    from ssimjax.steps import Trainer, create_train_state
+    from ssimjax.data.manifest import split_rows
+    from ssimjax.features.inputs import build_inputs, default_cache_dir
+    from ssimjax.train.fit import fit, predict
+    from ssimjax.data.logoset import icon_dataset
+    from ssimjax.evaluate.metrics import quality_metrics
+    from ssimjax.models.init import with_training_start
+    from ssimjax.train.state import Trainer, create_train_state
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     t0 = time.perf_counter()
@@ -139,8 +139,9 @@ def main(argv=None) -> int:
         return predict(Trainer.from_config(config), res.state, part(te), 256)
 
     if "g" in wanted:
-        from ssimjax.localmap import MapNet, cached_ssim_maps, read_pixels_and_shas, train_map_model
-        from ssimjax.wordmarks import mlp_rows, wordmark_folder
+        from ssimjax.models.mapnet import MapNet
+        from ssimjax.train.mapnet import cached_ssim_maps, read_pixels_and_shas, train_map_model
+        from ssimjax.data.wordmarks import mlp_rows, wordmark_folder
 
         t = time.perf_counter()
         pixels, shas = read_pixels_and_shas(list(inputs["path"]))

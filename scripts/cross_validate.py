@@ -21,7 +21,8 @@ import _cli
 
 
 def main(argv=None) -> int:
-    from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, LOSSES
+    from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT
+    from ssimjax.train.losses import LOSSES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].split(": ", 1)[0])
     p.add_argument("--data", help="a manifest, a folder holding one, or icons / generated (default: the --checkpoint "
@@ -47,18 +48,18 @@ def main(argv=None) -> int:
     _cli.enable_compilation_cache(args.cache_dir)
     _cli.setup_logging()
 
-    import numpy as np
 
     from ssimjax.config import ConfigError, TrainConfig
-    from ssimjax.data import DataError
-    from ssimjax.features import build_inputs, default_cache_dir
-    from ssimjax.models import merge_backbone, split_backbone
-    from ssimjax.npm import PackageError
-    from ssimjax.predict import load_run
-    from ssimjax.report import plot_cross_validation, write_report
-    from ssimjax.start import RunError, resolve_data
-    from ssimjax.steps import Trainer, create_train_state
-    from ssimjax.validation import ValidationError, cross_validate
+    from ssimjax.data.manifest import DataError
+    from ssimjax.features.inputs import build_inputs, default_cache_dir
+    from ssimjax.models.quality import merge_backbone, split_backbone
+    from ssimjax.data.npm import PackageError
+    from ssimjax.evaluate.predict import load_run
+    from ssimjax.evaluate.figures import plot_cross_validation
+    from ssimjax.evaluate.report import write_report
+    from ssimjax.train.plan import RunError, resolve_data
+    from ssimjax.train.state import Trainer, create_train_state
+    from ssimjax.evaluate.cross_validation import ValidationError, cross_validate
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     changes = {k: v for k, v in (("epochs", args.epochs), ("loss", args.loss), ("backbone", args.backbone),

@@ -27,13 +27,13 @@ def main(argv=None) -> int:
     from pathlib import Path
 
     from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT
-    from ssimjax.data import DataError
-    from ssimjax.features import build_inputs, default_cache_dir
-    from ssimjax.fit import predict
-    from ssimjax.metrics import quality_metrics
-    from ssimjax.npm import PackageError
-    from ssimjax.predict import load_run
-    from ssimjax.start import RunError, resolve_data
+    from ssimjax.data.manifest import DataError
+    from ssimjax.features.inputs import build_inputs, default_cache_dir
+    from ssimjax.train.fit import predict
+    from ssimjax.evaluate.metrics import quality_metrics
+    from ssimjax.data.npm import PackageError
+    from ssimjax.evaluate.predict import load_run
+    from ssimjax.train.plan import RunError, resolve_data
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     try:

@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     except ImportError as e:
         _cli.fail(f"export needs PyTorch ({e}); install the bridge extra: pip install -e '.[bridge]'")
     from ssimjax.config import ConfigError
-    from ssimjax.start import RunError
+    from ssimjax.train.plan import RunError
 
     try:
         out = export_run(args.checkpoint, args.out)

@@ -30,9 +30,9 @@ def main(argv=None) -> int:
         p.error(f"--workers: must be >= 1 (got {args.workers})")
     from tqdm.auto import tqdm
 
-    from ssimjax.demo import make_dataset
-    from ssimjax.logoset import make_icon_dataset
-    from ssimjax.npm import PackageError
+    from ssimjax.data.demo import make_dataset
+    from ssimjax.data.logoset import make_icon_dataset
+    from ssimjax.data.npm import PackageError
 
     t0 = time.perf_counter()
     with tqdm(total=args.count, unit="img", disable=None) as bar:

@@ -19,9 +19,9 @@ def main(argv=None) -> int:
     _cli.enable_compilation_cache()
     _cli.setup_logging(verbose=False)
 
-    from ssimjax.data import DataError
-    from ssimjax.predict import load_run, predict_files
-    from ssimjax.start import RunError
+    from ssimjax.data.manifest import DataError
+    from ssimjax.evaluate.predict import load_run, predict_files
+    from ssimjax.train.plan import RunError
 
     try:
         preds = predict_files(load_run(args.checkpoint), args.images)

@@ -49,8 +49,8 @@ def backbone_loader(spec: str):
         from bridge import PretrainedError, backbone_from_torchvision
     except ImportError as e:
         _cli.fail(f"--backbone-weights needs PyTorch ({e}); install the bridge extra: pip install -e '.[bridge]'")
-    from ssimjax.models import make_model, split_backbone
-    from ssimjax.variables import init_variables
+    from ssimjax.models.quality import make_model, split_backbone
+    from ssimjax.models.init import init_variables
 
     def load(config):
         template = split_backbone(init_variables(make_model(config), config.seed))[0]
@@ -84,9 +84,10 @@ def write_torch_model(out, config) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from ssimjax.config import (
-        BACKBONES, BASE_LOSSES, COMPUTE_DTYPES, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, DEFAULT_TEST_SOURCE, HEAD_INITS, LOSSES,
+        BACKBONES, COMPUTE_DTYPES, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, DEFAULT_TEST_SOURCE, HEAD_INITS,
         MAP_CROP, MAP_STEPS, POOLED_STAGES, SCHEDULERS,
     )
+    from ssimjax.train.losses import BASE_LOSSES, LOSSES
 
     p = argparse.ArgumentParser(
         description="Train the ResNet-50 + MLP SSIM predictor (JAX/Flax). Without --data, trains on the "
@@ -196,14 +197,14 @@ def main(argv=None) -> int:
             jax.distributed.initialize()
         except (RuntimeError, ValueError) as e:
             _cli.fail(f"--distributed: jax.distributed.initialize() failed: {e}", 1)
-    from ssimjax.checkpoint import CheckpointError
+    from ssimjax.train.checkpoint import CheckpointError
     from ssimjax.config import PLAN_MODEL, ConfigError, TrainConfig
-    from ssimjax.data import DataError
-    from ssimjax.fit import TrainingError
-    from ssimjax.npm import PackageError
-    from ssimjax.parallel import ParallelError
-    from ssimjax.run import train_run
-    from ssimjax.start import RunError, plan_run
+    from ssimjax.data.manifest import DataError
+    from ssimjax.train.progress import TrainingError
+    from ssimjax.data.npm import PackageError
+    from ssimjax.train.parallel import ParallelError
+    from ssimjax.train.run import train_run
+    from ssimjax.train.plan import RunError, plan_run
 
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}

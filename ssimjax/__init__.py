@@ -7,17 +7,34 @@ loaded back), ``start`` (how a run starts), ``run`` (the orchestration), ``valid
 (cross-validation), ``analysis`` (robustness, speed, feature importance) and ``report``.
 """
 
-from .config import ConfigError, TrainConfig
-from .losses import (
-    LossSpec, adaptive_loss, combined_loss, get_loss, huber_loss, mae_loss, mse_loss, quality_aware_loss, ranking_loss,
+from ssimjax.config import ConfigError, TrainConfig
+from ssimjax.evaluate.metrics import comprehensive_metrics, quality_metrics, ranking_accuracy, regression_metrics
+from ssimjax.models.init import init_variables
+from ssimjax.models.layers import BatchNorm
+from ssimjax.models.quality import (
+    BACKBONE,
+    PREDICTOR,
+    Predictor,
+    QualityModel,
+    make_model,
+    merge_backbone,
+    split_backbone,
 )
-from .metrics import comprehensive_metrics, quality_metrics, ranking_accuracy, regression_metrics
-from .models import BACKBONE, PREDICTOR, BatchNorm, Predictor, QualityModel, ResNet, make_model, merge_backbone, split_backbone
-from .variables import init_variables
-from .optim import advance_learning_rate, make_optimizer
-from .steps import (
-    Trainer, TrainState, create_train_state, epoch_batches, eval_step, extract_features, train_epoch, train_step,
+from ssimjax.models.resnet import ResNet
+from ssimjax.train.losses import (
+    LossSpec,
+    adaptive_loss,
+    combined_loss,
+    get_loss,
+    huber_loss,
+    mae_loss,
+    mse_loss,
+    quality_aware_loss,
+    ranking_loss,
 )
+from ssimjax.train.optim import advance_learning_rate, make_optimizer
+from ssimjax.train.state import Trainer, TrainState, create_train_state
+from ssimjax.train.steps import epoch_batches, eval_step, extract_features, train_epoch, train_step
 
 __version__ = "0.1.0"
 

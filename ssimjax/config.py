@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Optional, Tuple
 
-from .losses import BASE_LOSSES, LOSSES
+from ssimjax.train.losses import BASE_LOSSES, LOSSES
 
 SCHEDULERS = ("reduce_on_plateau", "cosine_annealing", "step", "constant")
 BACKBONES = ("resnet50", "tiny")
@@ -66,10 +66,10 @@ class TrainConfig:
     use_batch_norm: bool = True
     freeze_backbone: bool = True
     head_init: str = "lecun_normal"
-    # Image statistics at the image's own resolution (ssimjax.stats) join the backbone features as
+    # Image statistics at the image's own resolution (ssimjax.features.stats) join the backbone features as
     # the MLP's input; False is the plan's model exactly (2048 backbone features in).
     image_stats: bool = True
-    # A learned SSIM-map score joins the statistics as one more MLP input (ssimjax.localmap): a
+    # A learned SSIM-map score joins the statistics as one more MLP input (ssimjax.models.mapnet): a
     # small convolutional network trained, before the MLP, on the real pipeline's per-pixel SSIM
     # maps of the training images. Measured on held-out icon sets it lifts PLCC by 0.03-0.06.
     map_net: bool = True
@@ -84,7 +84,7 @@ class TrainConfig:
     # With the map network, the MLP corrects its score (output: the map score plus the MLP's, in
     # place of a sigmoid of the MLP's) rather than predicting SSIM from it as one more input.
     map_residual: bool = True
-    # Synthetic wordmarks and line art (ssimjax.wordmarks) added to the map network's training
+    # Synthetic wordmarks and line art (ssimjax.data.wordmarks) added to the map network's training
     # images: the icon sets hold few of the small letters and thin lines VTracer drops. Measured on
     # held-out logos, 1,200 of them lift the map score's PLCC by about 0.009 (two seeds). 0: none.
     map_extra: int = 1200

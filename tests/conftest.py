@@ -24,7 +24,7 @@ def isolated_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory):
     """24 images labelled by the real VTracer -> resvg -> SSIM pipeline, over two processes."""
-    from ssimjax.demo import make_dataset
+    from ssimjax.data.demo import make_dataset
 
     out = tmp_path_factory.mktemp("small-data")
     make_dataset(out, count=24, seed=3, workers=2)

@@ -9,10 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssimjax.config import TrainConfig
-from ssimjax.fit import TIMING_KEYS, fit
-from ssimjax.models import backbone_feature_dim
-from ssimjax.parallel import ParallelError, data_mesh
-from ssimjax.steps import Trainer, create_train_state, jit_extract_features
+from ssimjax.train.progress import TIMING_KEYS
+from ssimjax.train.fit import fit
+from ssimjax.models.resnet import backbone_feature_dim
+from ssimjax.train.parallel import ParallelError, data_mesh
+from ssimjax.train.state import Trainer, create_train_state
+from ssimjax.train.steps import jit_extract_features
 
 def main():
     # Everything under main(): the run below spawns worker processes (the SSIM maps), which
@@ -65,7 +67,7 @@ def main():
         feats.append(np.asarray(jit_extract_features(state.variables, batch["image"], trainer=trainer)))
     out["image_step_loss_diff"] = abs(losses[0] - losses[1])
     # Split, not replicated: the compiled step sums gradients and batch statistics across devices.
-    from ssimjax.steps import jit_train_step
+    from ssimjax.train.steps import jit_train_step
 
     hlo = jit_train_step.lower(create_train_state(config), batch, trainer=Trainer.from_config(config, mesh)).compile().as_text()
     out["step_all_reduces"] = hlo.count("all-reduce(")
@@ -80,7 +82,7 @@ def main():
 
     # A whole run reports its devices.
     if len(sys.argv) > 1:
-        from ssimjax.run import train_run
+        from ssimjax.train.run import train_run
 
         run_config = TrainConfig(backbone="tiny", hidden_dims=(16,), batch_size=8, epochs=2, map_steps=20)
         _, run_dir = train_run(run_config, data=sys.argv[1], out=sys.argv[2], report=False)

@@ -14,9 +14,9 @@ from bridge import (  # noqa: E402
     torchvision_to_backbone,
 )
 from ssimjax.config import TrainConfig  # noqa: E402
-from ssimjax.models import QualityModel, make_model  # noqa: E402
-from ssimjax.variables import init_variables  # noqa: E402
-from ssimjax.steps import Trainer, create_train_state  # noqa: E402
+from ssimjax.models.quality import QualityModel, make_model  # noqa: E402
+from ssimjax.models.init import init_variables  # noqa: E402
+from ssimjax.train.state import Trainer, create_train_state  # noqa: E402
 
 torch.use_deterministic_algorithms(True)
 
@@ -149,8 +149,8 @@ def make_batches(n, size=96, batch=8, seed=0):
     """
     from PIL import Image
 
-    from ssimjax.data import normalize, to_rgb
-    from ssimjax.demo import generate_image
+    from ssimjax.data.images import normalize, to_rgb
+    from ssimjax.data.demo import generate_image
 
     rng = np.random.default_rng(seed)
     images = [np.asarray(to_rgb(generate_image(seed, i)[0]).resize((size, size), Image.BILINEAR))

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from ssimjax.metrics import comprehensive_metrics, error_by_quantile, ranking_accuracy
+from ssimjax.evaluate.metrics import comprehensive_metrics, error_by_quantile, ranking_accuracy
 
 rng = np.random.default_rng(7)
 T = rng.uniform(0.3, 1.0, 300)

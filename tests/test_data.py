@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssimjax.data import (
-    DataError, ImageError, load_image_file, normalize, open_image, raise_for_problems, read_manifest, resize_224,
-    split_indices, to_rgb,
-)
+from ssimjax.data.manifest import DataError, raise_for_problems, read_manifest, split_indices
+from ssimjax.data.images import ImageError, load_image_file, normalize, open_image, resize_224, to_rgb
 
 
 def write_png(path, size=(40, 30), color=(200, 30, 30), mode="RGB"):
@@ -47,7 +45,7 @@ def test_every_invalid_row_is_listed_in_one_error(tmp_path):
         try:
             load_image_file(row.image)
         except ImageError as e:
-            from ssimjax.data import Problem
+            from ssimjax.data.manifest import Problem
             problems.append(Problem(row.where, row.image.name, str(e)))
     with pytest.raises(DataError) as info:
         raise_for_problems(manifest, problems, valid=1, skip_invalid=False)

@@ -4,8 +4,8 @@ import json
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ssimjax.demo import generate_image, make_dataset
-from ssimjax.pipeline import conversion_ssim, render_svg, vectorize
+from ssimjax.data.demo import generate_image, make_dataset
+from ssimjax.data.labelling import conversion_ssim, render_svg, vectorize
 
 
 def test_generated_images_are_reproducible_and_varied():

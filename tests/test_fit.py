@@ -3,14 +3,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssimjax.checkpoint import RunCheckpoints
-from ssimjax.fit import TIMING_KEYS, EarlyStopping, FitProgress, TrainingError, fit, predict
-from ssimjax.losses import mse_loss
-from ssimjax.models import backbone_feature_dim
-from ssimjax.predict import load_run, predict_files
-from ssimjax.run import train_run
-from ssimjax.start import RunError
-from ssimjax.steps import Trainer, create_train_state
+from ssimjax.train.checkpoint import RunCheckpoints
+from ssimjax.train.progress import TIMING_KEYS, EarlyStopping, FitProgress, TrainingError
+from ssimjax.train.fit import fit, predict
+from ssimjax.train.losses import mse_loss
+from ssimjax.models.resnet import backbone_feature_dim
+from ssimjax.evaluate.predict import load_run, predict_files
+from ssimjax.train.run import train_run
+from ssimjax.train.plan import RunError
+from ssimjax.train.state import Trainer, create_train_state
 
 D = backbone_feature_dim("tiny")
 
@@ -146,9 +147,9 @@ def test_default_model_trains_its_map_network_first_and_predicts_with_it(tmp_pat
     import json
 
     from ssimjax.config import TrainConfig
-    from ssimjax.features import build_inputs, default_cache_dir
-    from ssimjax.localmap import with_map_scores
-    from ssimjax.stats import STAT_NAMES
+    from ssimjax.features.inputs import build_inputs, default_cache_dir
+    from ssimjax.models.mapnet import with_map_scores
+    from ssimjax.features.stats import STAT_NAMES
 
     config = TrainConfig(backbone="tiny", hidden_dims=(16,), batch_size=8, epochs=4, map_steps=20)
     assert config.map_net

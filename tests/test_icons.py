@@ -13,9 +13,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ssimjax.icons import Source, draw_recipe, iconify_svgs, rasterise
-from ssimjax.logoset import make_icon_dataset
-from ssimjax.npm import PackageError, cache_path, fetch_tarball, package_files
+from ssimjax.data.icons import Source, draw_recipe, iconify_svgs, rasterise
+from ssimjax.data.logoset import make_icon_dataset
+from ssimjax.data.npm import PackageError, cache_path, fetch_tarball, package_files
 
 SQUARE = '<path fill="#e33" d="M2 2h12v12H2z"/>'
 RING = '<circle cx="8" cy="8" r="6" fill="none" stroke="#1565c0" stroke-width="1.5"/>'
@@ -149,9 +149,9 @@ def test_icon_dataset_is_labelled_reproducible_and_counts_what_it_skips(registry
     for r in rows:
         assert (tmp_path / "a" / r["image"]).read_bytes() == (tmp_path / "b" / r["image"]).read_bytes()
     # Each label's SSIM map is cached as it is computed: what the map network will train on.
-    from ssimjax.localmap import cached_ssim_maps
-    from ssimjax.data import open_image, read_file
-    from ssimjax.pipeline import SSIM_MAP_BORDER, conversion_ssim_map
+    from ssimjax.train.mapnet import cached_ssim_maps
+    from ssimjax.data.images import open_image, read_file
+    from ssimjax.data.labelling import SSIM_MAP_BORDER, conversion_ssim_map
 
     files = [read_file(tmp_path / "a" / r["image"]) for r in rows]
     maps = cached_ssim_maps([None] * len(rows), [sha for _, sha in files], cache)  # no path: none recomputed
@@ -172,7 +172,7 @@ def test_the_default_packages_download_with_their_published_integrity(tmp_path):
 
 def publish_default_sources(registry):
     """Tiny stand-ins published under the five default packages' names and pinned versions."""
-    from ssimjax.icons import DEFAULT_SOURCES
+    from ssimjax.data.icons import DEFAULT_SOURCES
 
     bodies = [SQUARE, RING, STRIPES, '<path fill="#0a0" d="M8 1l7 14H1z"/>']
     for k, source in enumerate(DEFAULT_SOURCES):

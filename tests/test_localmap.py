@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from ssimjax.localmap import (
-    MapNet, cell_targets, init_map_net, map_loss, map_loss_and_grad, map_net_apply, map_scores, predict_maps,
-    train_map_net,
-)
-from ssimjax.pipeline import SSIM_MAP_BORDER, conversion_ssim, conversion_ssim_map
+from ssimjax.models.mapnet import MapNet, cell_targets, init_map_net, map_net_apply, map_scores, predict_maps
+from ssimjax.train.mapnet import map_loss, map_loss_and_grad, train_map_net
+from ssimjax.data.labelling import SSIM_MAP_BORDER, conversion_ssim, conversion_ssim_map
 
 
 def logo(seed: int, size=(61, 44)) -> Image.Image:
@@ -154,8 +152,8 @@ def test_torch_map_net_predicts_what_the_jax_one_predicts():
 
 
 def test_images_the_pipeline_cannot_convert_are_left_out_of_map_training(tmp_path):
-    from ssimjax.localmap import fit_map_model
-    from ssimjax.data import DataError
+    from ssimjax.train.mapnet import fit_map_model
+    from ssimjax.data.manifest import DataError
 
     paths = []
     for i, size in enumerate([(61, 44), (5, 5), (40, 33)]):

@@ -2,8 +2,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssimjax.losses import combined_loss, get_loss, pearson
-from ssimjax.metrics import regression_metrics
+from ssimjax.train.losses import combined_loss, get_loss, pearson
+from ssimjax.evaluate.metrics import regression_metrics
 
 torch = pytest.importorskip("torch")
 

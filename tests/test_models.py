@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from ssimjax.config import TrainConfig
-from ssimjax.models import QualityModel, backbone_feature_dim, count_params, make_model
-from ssimjax.variables import init_variables
+from ssimjax.models.quality import QualityModel, count_params, make_model
+from ssimjax.models.resnet import backbone_feature_dim
+from ssimjax.models.init import init_variables
 
 
 def abstract_variables(model, size=224):
@@ -77,7 +78,7 @@ def test_head_init_choice():
 
 
 def test_batchnorm_running_variance_is_unbiased_like_torch():
-    from ssimjax.models import BatchNorm
+    from ssimjax.models.layers import BatchNorm
 
     x = jnp.asarray(np.random.default_rng(0).normal(2.0, 3.0, size=(5, 4)), jnp.float32)
     bn = BatchNorm()
@@ -99,7 +100,7 @@ def test_batchnorm_running_variance_is_unbiased_like_torch():
 def test_batchnorm_gradient_equals_autodiff_of_the_formula(masked):
     """The written-out backward pass of training-mode BatchNorm against autodiff of the plain formula,
     in float64: input, scale and bias gradients, with and without padded rows."""
-    from ssimjax.layers import batch_normalize
+    from ssimjax.models.layers import batch_normalize
 
     jax.config.update("jax_enable_x64", True)
     try:
@@ -127,7 +128,7 @@ def test_batchnorm_gradient_equals_autodiff_of_the_formula(masked):
 
 
 def test_batchnorm_bfloat16_gradient_stays_bfloat16_and_close():
-    from ssimjax.layers import batch_normalize
+    from ssimjax.models.layers import batch_normalize
 
     x = jnp.asarray(np.random.default_rng(2).normal(size=(8, 6, 6, 16)), jnp.float32)
     scale, bias, weights = jnp.ones(16), jnp.zeros(16), jnp.ones(8)
@@ -157,7 +158,7 @@ def test_training_max_pool_matches_torch_value_and_gradient_with_ties(size):
     makes every value of a window equal (as flat logo areas do after a ReLU). Float64, so only a
     real routing difference shows."""
     torch = pytest.importorskip("torch")
-    from ssimjax.layers import max_pool_3x3_s2
+    from ssimjax.models.layers import max_pool_3x3_s2
 
     jax.config.update("jax_enable_x64", True)
     try:
@@ -180,7 +181,7 @@ def test_training_max_pool_matches_torch_value_and_gradient_with_ties(size):
 def test_1x1_convolution_as_matrix_product_equals_the_convolution(stride):
     """A CPU runs 1x1 convolutions as matrix products, other backends as convolutions: the same
     values and gradients either way (float64, so only a real difference shows)."""
-    from ssimjax.models import Conv
+    from ssimjax.models.resnet import Conv
 
     jax.config.update("jax_enable_x64", True)
     try:
@@ -205,7 +206,7 @@ def test_bfloat16_1x1_products_take_bfloat16_operands_and_sum_in_float32(stride)
     bfloat16 operands with a float32 result (XLA's CPU compiler runs bfloat16 -> bfloat16 products
     as float32 ones), and the kernel's gradient keeps float32 sums of the exact bfloat16 products
     (autodiff would round it to bfloat16)."""
-    from ssimjax.models import Conv
+    from ssimjax.models.resnet import Conv
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(2, 9, 9, 16)), jnp.float32)
@@ -246,7 +247,7 @@ def test_off_a_cpu_the_backbone_traces_convolutions_only(monkeypatch):
     """XLA's GPU compiler (jaxlib 0.11.2) aborted the whole process on the 1x1 convolutions written
     as matrix products: on any backend but the CPU, the backbone's training step must hold no
     matrix product. (The CPU's own program holds them, so this test tells the two apart.)"""
-    from ssimjax.models import ResNet
+    from ssimjax.models.resnet import ResNet
 
     model = ResNet(stage_sizes=(1, 1), width=8)
     x = jnp.zeros((2, 32, 32, 3))
@@ -267,8 +268,8 @@ def test_residual_head_starts_at_the_map_score_and_learns_a_bounded_correction(t
     the map score plus the training rows' mean correction, clipped to [0, 1]; runs saved before the
     residual head existed load as the sigmoid model they were."""
     from ssimjax.config import load_config, save_config
-    from ssimjax.models import map_residual, num_stats
-    from ssimjax.variables import with_training_start
+    from ssimjax.models.quality import map_residual, num_stats
+    from ssimjax.models.init import with_training_start
 
     config = TrainConfig(backbone="tiny", hidden_dims=(16,), backbone_features=False)
     assert map_residual(config) and not map_residual(config.replace(map_residual=False))

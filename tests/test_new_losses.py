@@ -11,11 +11,11 @@ import pytest
 from jax.test_util import check_grads
 
 from ssimjax.config import TrainConfig
-from ssimjax.fit import fit
-from ssimjax.losses import (
+from ssimjax.train.fit import fit
+from ssimjax.train.losses import (
     ADAPTIVE_INIT, LossSpec, adaptive_loss, batched_loss, init_adaptive_params, quality_aware_loss, ranking_loss,
 )
-from ssimjax.steps import create_train_state
+from ssimjax.train.state import create_train_state
 
 rng = np.random.default_rng(3)
 P = rng.uniform(0.3, 1.0, 16)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssimjax.config import TrainConfig
-from ssimjax.optim import advance_learning_rate, current_learning_rate, make_optimizer
+from ssimjax.train.optim import advance_learning_rate, current_learning_rate, make_optimizer
 
 torch = pytest.importorskip("torch")
 

@@ -20,7 +20,7 @@ def test_readme_python_examples_run():
 
 
 def test_ssimjax_does_not_import_torch():
-    code = ("import sys, ssimjax, ssimjax.run, ssimjax.fit, ssimjax.demo; "
+    code = ("import sys, ssimjax, ssimjax.train.run, ssimjax.train.fit, ssimjax.data.demo; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr

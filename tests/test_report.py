@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssimjax.analysis import analyze_feature_importance, validate_robustness
-from ssimjax.fit import fit
-from ssimjax.run import train_run
-from ssimjax.steps import Trainer, create_train_state
+from ssimjax.evaluate.analysis import analyze_feature_importance, validate_robustness
+from ssimjax.train.fit import fit
+from ssimjax.train.run import train_run
+from ssimjax.train.state import Trainer, create_train_state
 
 FIGURES = ("training_history.png", "loss_convergence.png", "prediction_analysis.png", "feature_importance.png")
 

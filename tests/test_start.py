@@ -3,7 +3,7 @@
 import pytest
 
 from ssimjax.config import ConfigError, TrainConfig
-from ssimjax.start import RunError, plan_run
+from ssimjax.train.plan import RunError, plan_run
 
 
 def test_a_default_run_trains_on_icons_and_holds_out_logos(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from ssimjax.stats import LOGGED, STAT_NAMES, image_statistics
+from ssimjax.features.stats import LOGGED, STAT_NAMES, image_statistics
 
 
 def stats_of(img):

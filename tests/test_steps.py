@@ -3,8 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssimjax.config import TrainConfig
-from ssimjax.models import backbone_feature_dim
-from ssimjax.steps import Trainer, create_train_state, epoch_batches, eval_step, train_epoch, train_step
+from ssimjax.models.resnet import backbone_feature_dim
+from ssimjax.train.state import Trainer, create_train_state
+from ssimjax.train.steps import epoch_batches, eval_step, train_epoch, train_step
 
 
 D = backbone_feature_dim("tiny")
@@ -117,7 +118,7 @@ def test_epoch_batches_are_a_seeded_permutation_with_masked_padding():
 
 
 def test_states_from_one_config_share_one_compilation_of_each_step():
-    from ssimjax.steps import jit_eval_step
+    from ssimjax.train.steps import jit_eval_step
 
     config = TrainConfig.plan_model(backbone="tiny", hidden_dims=(24, 12), batch_size=8, seed=11)
     rng = np.random.default_rng(5)
@@ -134,8 +135,8 @@ def test_states_from_one_config_share_one_compilation_of_each_step():
 
 
 def test_uint8_images_are_normalised_on_the_device_bit_for_bit():
-    from ssimjax.data import normalize
-    from ssimjax.steps import jit_extract_features, normalize_images
+    from ssimjax.data.images import normalize
+    from ssimjax.train.steps import jit_extract_features, normalize_images
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(4, 224, 224, 3), dtype=np.uint8)

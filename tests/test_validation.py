@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ssimjax.config import TrainConfig
-from ssimjax.validation import ValidationError, cross_validate, cv_epoch, fold_splits, summarize
+from ssimjax.evaluate.cross_validation import ValidationError, cross_validate, cv_epoch, fold_splits, summarize
 
 rng = np.random.default_rng(0)
 

@@ -3,9 +3,9 @@ import csv
 import numpy as np
 from PIL import Image
 
-from ssimjax.localmap import cached_ssim_maps, read_pixels_and_shas
-from ssimjax.pipeline import conversion_ssim_map
-from ssimjax.wordmarks import draw_wordmark, wordmark_folder
+from ssimjax.train.mapnet import cached_ssim_maps, read_pixels_and_shas
+from ssimjax.data.labelling import conversion_ssim_map
+from ssimjax.data.wordmarks import draw_wordmark, wordmark_folder
 
 
 def test_wordmarks_are_reproducible_small_and_varied():

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .icons import compose
-from .pipeline import build_cached, conversion_ssim_map, run_jobs, save_ssim_map
+from ssimjax.data.icons import compose
+from ssimjax.data.labelling import build_cached, conversion_ssim_map, run_jobs, save_ssim_map
 
 WORDMARKS_VERSION = 1
 KINDS = ("word", "mark_and_word", "line_art")

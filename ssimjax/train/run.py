@@ -1,7 +1,7 @@
 """A whole training run as ``scripts/train.py`` performs it: a thin orchestration of the stages.
 
-plan (:mod:`ssimjax.start`) -> data and features (:mod:`ssimjax.features`) -> split -> fit
-(:mod:`ssimjax.fit`, checkpoints by :mod:`ssimjax.checkpoint`) -> ``history.json`` and
+plan (:mod:`ssimjax.train.plan`) -> data and features (:mod:`ssimjax.features.inputs`) -> split -> fit
+(:mod:`ssimjax.train.fit`, checkpoints by :mod:`ssimjax.train.checkpoint`) -> ``history.json`` and
 ``summary.json``. A run folder holds ``config.json`` (the configuration and the run's facts),
 ``history.json`` (rewritten after every epoch), ``summary.json`` (best epoch, metrics, timings),
 ``checkpoints/`` (Orbax: latest 5 epochs and the best) and, with a frozen backbone, ``backbone/``
@@ -17,20 +17,29 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, RunCheckpoints, load_backbone, load_map_net, save_backbone, save_map_net
-from .config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig, save_config
-from .data import read_manifest, split_rows
-from .parallel import data_mesh, describe, round_up
-from .pipeline import package_versions
-from .features import backbone_hash, build_inputs, default_cache_dir
-from .fit import FitProgress, FitResult, TrainingError, fit, history_keys, predict
-from .localmap import fit_map_model, map_spec, with_map_scores
-from .metrics import quality_metrics
-from .models import PREDICTOR, count_params, merge_backbone
-from .variables import init_variables, with_training_start
-from .wordmarks import mlp_rows, wordmark_folder
-from .start import RunError, RunPlan, is_builtin, plan_run, resolve_data
-from .steps import Trainer, create_train_state
+from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig, save_config
+from ssimjax.data.labelling import package_versions
+from ssimjax.data.manifest import read_manifest, split_rows
+from ssimjax.data.wordmarks import mlp_rows, wordmark_folder
+from ssimjax.evaluate.metrics import quality_metrics
+from ssimjax.features.inputs import backbone_hash, build_inputs, default_cache_dir
+from ssimjax.models.init import init_variables, with_training_start
+from ssimjax.models.mapnet import map_spec, with_map_scores
+from ssimjax.models.quality import PREDICTOR, count_params, merge_backbone
+from ssimjax.train.checkpoint import (
+    CheckpointError,
+    RunCheckpoints,
+    load_backbone,
+    load_map_net,
+    save_backbone,
+    save_map_net,
+)
+from ssimjax.train.fit import fit, predict
+from ssimjax.train.mapnet import fit_map_model
+from ssimjax.train.parallel import data_mesh, describe, round_up
+from ssimjax.train.plan import RunError, RunPlan, is_builtin, plan_run, resolve_data
+from ssimjax.train.progress import FitProgress, FitResult, TrainingError, history_keys
+from ssimjax.train.state import Trainer, create_train_state
 
 log = logging.getLogger("ssimjax")
 
@@ -42,8 +51,8 @@ def _json_dump(path: Path, obj) -> None:
 
 
 def _write_report(out: Path, trainer, state, val: dict, val_paths, predictions: dict, config, map_model) -> None:
-    from .analysis import run_analyses
-    from .report import write_predictions, write_report
+    from ssimjax.evaluate.analysis import run_analyses
+    from ssimjax.evaluate.report import write_predictions, write_report
 
     t0 = time.perf_counter()
     write_predictions(out / "report" / "predictions.csv", predictions)
@@ -102,9 +111,9 @@ def train_run(
 
     ``backbone`` is ``(variables, facts)``: the backbone's ``{'params', 'batch_stats'}`` to start
     from (e.g. converted torchvision weights) and what to record about them in ``config.json``.
-    ``plan`` (from :func:`ssimjax.start.plan_run`) replaces ``config``/``data``/``out``/``resume``/
+    ``plan`` (from :func:`ssimjax.train.plan.plan_run`) replaces ``config``/``data``/``out``/``resume``/
     ``backbone``. With ``report`` the run ends with robustness, benchmark and feature-importance
-    analyses of its validation images and ``report/`` (:func:`ssimjax.report.write_report`).
+    analyses of its validation images and ``report/`` (:func:`ssimjax.evaluate.report.write_report`).
     """
     if plan is None:
         plan = plan_run(config, out=out, resume=resume, data=data,

@@ -1,10 +1,4 @@
-"""Manifests of labelled images, their validation, and the model's image preprocessing.
-
-Preprocessing matches what the PyTorch deployment feeds the model: the image as RGB (transparent
-parts composited on white, 16-bit scaled to 8-bit), ``Resize((224, 224))`` exactly as torchvision
-does it on a PIL image (PIL bilinear with antialiasing), then ``ToTensor`` and ``Normalize`` with
-the ImageNet mean and std, laid out NHWC.
-"""
+"""Manifests of labelled images (CSV or JSON: image, ssim[, source]), their validation, and the seeded train / validation / test split."""
 
 from __future__ import annotations
 
@@ -14,27 +8,16 @@ import hashlib
 import io
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
-IMAGE_SIZE = 224
-IMAGENET_MEAN = np.asarray([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.asarray([0.229, 0.224, 0.225], np.float32)
-# Part of every feature-cache key: change it whenever preprocessing changes.
-PREPROCESS_VERSION = "rgb-on-white_pil-bilinear-224_imagenet-norm_v1"
 MANIFEST_NAMES = ("labels.csv", "labels.json")
 
 
 class DataError(ValueError):
     """Input data that cannot be used; the message names the file and rows."""
-
-
-class ImageError(ValueError):
-    """One image that cannot be read; the message says why."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,73 +134,6 @@ def raise_for_problems(manifest: Path, problems: Sequence[Problem], valid: int, 
     raise DataError(
         f"{manifest}: {len(problems)} invalid rows (use --skip-invalid to train on the {valid} valid ones):\n{lines}"
     )
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """RGB as the model sees it: transparency composited on white, 16-bit scaled to 8-bit."""
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        if img.mode == "F":
-            scale = 1 / 255 if a.size and np.nanmax(a) <= 1.0 else 1.0
-        else:
-            scale = 257.0 if (img.mode.startswith("I;16") or (a.size and a.max() > 255)) else 1.0
-        a8 = np.clip(np.rint(np.nan_to_num(a) / scale), 0, 255).astype(np.uint8)
-        return Image.fromarray(a8, "L").convert("RGB")
-    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    if has_alpha:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def rgb_pixels(img: Image.Image) -> np.ndarray:
-    """uint8 RGB (H, W, 3) at the image's own resolution, as :func:`to_rgb` composes it (what the
-    pipeline's SSIM, the statistics and the map network see)."""
-    return np.asarray(to_rgb(img), np.uint8)
-
-
-def open_image(data: bytes) -> Image.Image:
-    """Decodes image bytes fully, refusing decompression bombs. Raises :class:`ImageError`."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"refused as a decompression bomb ({e})") from None
-    except Exception as e:  # PIL raises many types for corrupt files
-        raise ImageError(f"cannot read image ({type(e).__name__}: {e})") from None
-    if img.width < 1 or img.height < 1:
-        raise ImageError("image has no pixels")
-    return img
-
-
-def resize_224(img: Image.Image) -> np.ndarray:
-    """uint8 (224, 224, 3): RGB, resized as torchvision's ``Resize((224, 224))`` on a PIL image."""
-    rgb = to_rgb(img)
-    return np.asarray(rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR), dtype=np.uint8)
-
-
-def normalize(images_uint8: np.ndarray) -> np.ndarray:
-    """float32 NHWC, as ``ToTensor`` then ``Normalize(ImageNet mean, std)`` compute it."""
-    x = np.asarray(images_uint8).astype(np.float32) / np.float32(255.0)
-    return (x - IMAGENET_MEAN) / IMAGENET_STD
-
-
-def read_file(path: str | Path) -> tuple[bytes, str]:
-    """``(the file's bytes, their sha256)``: the one place an image file is read. Raises :class:`ImageError`."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ImageError(f"cannot read file ({e.strerror or e})") from None
-    return data, hashlib.sha256(data).hexdigest()
-
-
-def load_image_file(path: str | Path) -> tuple[np.ndarray, str]:
-    """``(uint8 (224, 224, 3), sha256 of the file)``. Raises :class:`ImageError`."""
-    data, sha = read_file(path)
-    return resize_224(open_image(data)), sha
 
 
 def file_sha256(path: str | Path) -> str:

@@ -17,9 +17,9 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
 
-from .localmap import MapModel, MapNet, init_map_net
-from .models import merge_backbone, split_backbone
-from .steps import TrainState
+from ssimjax.models.mapnet import MapModel, MapNet, init_map_net
+from ssimjax.models.quality import merge_backbone, split_backbone
+from ssimjax.train.state import TrainState
 
 KEEP_LATEST = 5
 

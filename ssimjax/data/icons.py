@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .npm import PackageError, package_files
+from ssimjax.data.npm import PackageError, package_files
 
 ICONS_VERSION = 1
 

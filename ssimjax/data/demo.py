@@ -19,8 +19,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .config import DEFAULT_DEMO_COUNT
-from .pipeline import SSIM_SETTINGS, VTRACER_DEFAULTS, build_cached, conversion_ssim, package_versions, run_jobs
+from ssimjax.config import DEFAULT_DEMO_COUNT
+from ssimjax.data.labelling import (
+    SSIM_SETTINGS,
+    VTRACER_DEFAULTS,
+    build_cached,
+    conversion_ssim,
+    package_versions,
+    run_jobs,
+)
 
 DEMO_VERSION = 1
 KINDS = ("flat", "text", "gradient", "texture", "noisy", "blurred")

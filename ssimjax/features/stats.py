@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .data import DataError, ImageError, open_image, read_file, resize_224, rgb_pixels, to_rgb
+from ssimjax.data.images import ImageError, open_image, read_file, resize_224, rgb_pixels, to_rgb
+from ssimjax.data.manifest import DataError
 
 # Standardised statistics are clipped to this many standard deviations (in the model, both
 # frameworks): an icon set not trained on can hold values far outside the training range.
@@ -130,7 +131,7 @@ def image_inputs(images: Sequence[str | Path | Image.Image], with_pixels: bool =
     it, and ``stats`` (N, S) at each image's own resolution, each when asked. ``map_score`` (with
     ``with_stats``): a function from uint8 RGB images at their own resolution to one score each
     (the learned map network, JAX's or the deployment's), appended as the last statistic. Raises
-    :class:`ssimjax.data.DataError` naming the file that cannot be read."""
+    :class:`ssimjax.data.manifest.DataError` naming the file that cannot be read."""
     decoded = []
     for item in images:
         if isinstance(item, Image.Image):

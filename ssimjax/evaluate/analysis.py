@@ -17,13 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from .fit import predict
-from .localmap import MAP_SCORE_NAME
-from .metrics import correlation
-from .models import PREDICTOR, QualityModel
-from .predict import model_inputs, predict_images
-from .stats import STAT_NAMES
-from .steps import Trainer, TrainState
+from ssimjax.evaluate.metrics import correlation
+from ssimjax.evaluate.predict import model_inputs, predict_images
+from ssimjax.features.stats import STAT_NAMES
+from ssimjax.models.mapnet import MAP_SCORE_NAME
+from ssimjax.models.quality import PREDICTOR, QualityModel
+from ssimjax.train.fit import predict
+from ssimjax.train.state import Trainer, TrainState
 
 NOISE_LEVELS = (0.01, 0.05, 0.1)
 
@@ -114,7 +114,7 @@ def analyze_feature_importance(trainer: Trainer, state: TrainState, inputs: dict
     if "features" in inputs:
         feats = jnp.asarray(inputs["features"][:n])
     else:  # a training backbone: its features for these images, in inference mode
-        from .features import extract_features
+        from ssimjax.features.inputs import extract_features
 
         feats = jnp.asarray(extract_features(trainer, state.variables, inputs["image"][:n]))
     stats = jnp.asarray(inputs["stats"][:n]) if "stats" in inputs else None
@@ -155,7 +155,7 @@ def run_analyses(trainer: Trainer, state: TrainState, paths: Sequence[str], inpu
     import json
     from pathlib import Path
 
-    from .data import open_image, read_file
+    from ssimjax.data.images import open_image, read_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .config import TrainConfig
-from .models import BACKBONE
+from ssimjax.config import TrainConfig
+from ssimjax.models.quality import BACKBONE
 
 PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 5

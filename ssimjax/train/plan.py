@@ -8,7 +8,7 @@ import datetime
 from pathlib import Path
 from typing import Callable
 
-from .config import BUILTIN_DATA, DEFAULT_TEST_SOURCE, ConfigError, TrainConfig, load_config
+from ssimjax.config import BUILTIN_DATA, DEFAULT_TEST_SOURCE, ConfigError, TrainConfig, load_config
 
 # What a resumed run may change: only how long it goes on.
 RESUMABLE_FIELDS = ("epochs",)
@@ -38,10 +38,10 @@ def resolve_data(data, cache_dir: Path, demo_count: int, icon_count: int, log=No
     if not is_builtin(data):
         return data
     if data == "generated":
-        from .demo import demo_dataset
+        from ssimjax.data.demo import demo_dataset
 
         return demo_dataset(cache_dir, count=demo_count, seed=0, log=log)
-    from .logoset import icon_dataset
+    from ssimjax.data.logoset import icon_dataset
 
     return icon_dataset(cache_dir, count=icon_count, seed=0, log=log)
 

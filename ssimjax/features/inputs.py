@@ -1,10 +1,10 @@
 """The model's inputs for a manifest: frozen-backbone features, extracted in batches once per
 image and cached on disk, or the preprocessed images themselves when the backbone trains; and
-the image statistics (:mod:`ssimjax.stats`) when the model takes them, cached the same way.
+the image statistics (:mod:`ssimjax.features.stats`) when the model takes them, cached the same way.
 
 A cached feature is keyed by the image file's content (sha256), the backbone's weights (sha256 of
-every array, in path order) and :data:`ssimjax.data.PREPROCESS_VERSION`; cached statistics by the
-image's sha256 and :data:`ssimjax.stats.STATS_VERSION`: a changed image, backbone, preprocessing
+every array, in path order) and :data:`ssimjax.data.images.PREPROCESS_VERSION`; cached statistics by the
+image's sha256 and :data:`ssimjax.features.stats.STATS_VERSION`: a changed image, backbone, preprocessing
 or statistic never reuses a stale entry.
 """
 
@@ -21,16 +21,15 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from .batching import apply_in_batches
-from .data import (
-    ImageError, PREPROCESS_VERSION, Problem, file_sha256, open_image, raise_for_problems, read_file, read_manifest,
-    resize_224,
-)
-from .localmap import MapModel, with_map_scores
-from .models import split_backbone
-from .parallel import replicate, round_up
-from .stats import STATS_VERSION, image_statistics
-from .steps import Trainer, jit_extract_features
+from ssimjax.data.images import PREPROCESS_VERSION, ImageError, open_image, read_file, resize_224
+from ssimjax.data.manifest import Problem, file_sha256, raise_for_problems, read_manifest
+from ssimjax.features.stats import STATS_VERSION, image_statistics
+from ssimjax.models.mapnet import MapModel, with_map_scores
+from ssimjax.models.quality import split_backbone
+from ssimjax.train.batching import apply_in_batches
+from ssimjax.train.parallel import replicate, round_up
+from ssimjax.train.state import Trainer
+from ssimjax.train.steps import jit_extract_features
 
 log = logging.getLogger("ssimjax")
 FEATURE_BATCH = 16

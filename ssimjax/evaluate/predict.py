@@ -9,13 +9,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from .checkpoint import CheckpointError, RunCheckpoints, load_map_net
-from .config import ConfigError, TrainConfig, load_config
-from .fit import predict
-from .localmap import MapModel, map_spec
-from .start import RunError
-from .stats import STAT_NAMES, image_inputs
-from .steps import Trainer, TrainState, create_train_state
+from ssimjax.config import ConfigError, TrainConfig, load_config
+from ssimjax.features.stats import STAT_NAMES, image_inputs
+from ssimjax.models.mapnet import MapModel, map_spec
+from ssimjax.train.checkpoint import CheckpointError, RunCheckpoints, load_map_net
+from ssimjax.train.fit import predict
+from ssimjax.train.plan import RunError
+from ssimjax.train.state import Trainer, TrainState, create_train_state
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@ one vectorised program: the folds' states are stacked and each epoch is ``jax.vm
 epoch (shuffle, every batch step, validation, learning-rate schedule, best-weight tracking) over
 the folds, compiled once whatever the number of folds. Folds of unequal size are padded to the
 largest and masked; a batch with no real rows leaves its fold's state untouched. With a training
-backbone the folds run one after the other through :func:`ssimjax.fit.fit`.
+backbone the folds run one after the other through :func:`ssimjax.train.fit.fit`.
 
 Each fold trains ``min(20, config.epochs)`` epochs (the plan's reduced CV budget) with no early
 stop, and is scored with the weights of its lowest-validation-loss epoch (what early stopping with
@@ -23,13 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import TrainConfig
-from .losses import batched_loss
-from .metrics import comprehensive_metrics
-from .models import split_backbone
-from .optim import advance_learning_rate
-from .steps import _SHUFFLE, Trainer, TrainState, create_train_state, eval_step, gather_batch, train_step
-from .variables import init_variables, with_training_start
+from ssimjax.config import TrainConfig
+from ssimjax.evaluate.metrics import comprehensive_metrics
+from ssimjax.models.init import init_variables, with_training_start
+from ssimjax.models.quality import split_backbone
+from ssimjax.train.losses import batched_loss
+from ssimjax.train.optim import advance_learning_rate
+from ssimjax.train.state import Trainer, TrainState, create_train_state
+from ssimjax.train.steps import _SHUFFLE, eval_step, gather_batch, train_step
 
 log = logging.getLogger("ssimjax")
 
@@ -191,7 +192,7 @@ def _vectorised(config, inputs, splits, base_variables):
 
 
 def _sequential(config, inputs, splits, base_variables):
-    from .fit import fit, predict
+    from ssimjax.train.fit import fit, predict
 
     preds, epochs, per_fold = [], [], {"train_loss": [], "val_loss": []}
     trainer = Trainer.from_config(config)

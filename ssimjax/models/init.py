@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .models import PREDICTOR, QualityModel, kernel_std, map_residual
+from ssimjax.models.quality import PREDICTOR, QualityModel, map_residual
+from ssimjax.models.resnet import kernel_std
 
 
 def init_variables(model: QualityModel, seed: int, image_size: int = 32) -> dict:

@@ -3,7 +3,7 @@
 ``make_icon_dataset`` writes ``DIR/images/*``, ``DIR/labels.csv`` (``image,ssim,source,icon,
 recipe``) and ``DIR/labels_meta.json`` (packages and their integrity, VTracer parameters, SSIM
 settings, versions, and how many icons were skipped and why); each label's per-pixel SSIM map goes
-to the cache (:func:`ssimjax.pipeline.ssim_map_path`). This module does not import JAX.
+to the cache (:func:`ssimjax.data.labelling.ssim_map_path`). This module does not import JAX.
 """
 
 from __future__ import annotations
@@ -15,12 +15,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .pipeline import (
-    SSIM_SETTINGS, VTRACER_DEFAULTS, build_cached, conversion_ssim_map, package_versions, run_jobs, save_ssim_map,
+from ssimjax.config import DEFAULT_ICON_COUNT
+from ssimjax.data.icons import DEFAULT_SOURCES, ICONS_VERSION, Source, choose_icons, draw_recipe, rasterise, source_svgs
+from ssimjax.data.labelling import (
+    SSIM_SETTINGS,
+    VTRACER_DEFAULTS,
+    build_cached,
+    conversion_ssim_map,
+    package_versions,
+    run_jobs,
+    save_ssim_map,
 )
-from .config import DEFAULT_ICON_COUNT
-from .icons import DEFAULT_SOURCES, ICONS_VERSION, Source, choose_icons, draw_recipe, rasterise, source_svgs
-
 
 
 def _make_one(job):
@@ -45,7 +50,7 @@ def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int |
     """Builds ``count`` labelled images from ``sources`` (fetched from the npm registry, or read
     from ``cache_dir``'s copy offline). Returns the labels path. Icons that cannot be drawn or
     converted are skipped and counted in ``labels_meta.json``."""
-    from .features import default_cache_dir
+    from ssimjax.features.inputs import default_cache_dir
 
     if count < 1:
         raise ValueError(f"count must be >= 1 (got {count})")

@@ -74,7 +74,7 @@ def luminance_ssim(a: Image.Image, b: Image.Image) -> float:
 def conversion_ssim_map(img: Image.Image) -> tuple[float, np.ndarray]:
     """``(ssim, map)``: the real pipeline's SSIM and its per-pixel map (float32, the image's
     height x width); ``ssim`` is the mean of the map without its ``SSIM_MAP_BORDER``-pixel edge."""
-    from .data import to_rgb
+    from ssimjax.data.images import to_rgb
 
     original = to_rgb(img)
     rendered = render_svg(vectorize(original), original.width, original.height)
@@ -84,7 +84,7 @@ def conversion_ssim_map(img: Image.Image) -> tuple[float, np.ndarray]:
 
 def conversion_ssim(img: Image.Image) -> float:
     """The SSIM the real pipeline achieves on ``img``: VTracer -> resvg -> SSIM vs the original."""
-    from .data import to_rgb
+    from ssimjax.data.images import to_rgb
 
     original = to_rgb(img)
     rendered = render_svg(vectorize(original), original.width, original.height)

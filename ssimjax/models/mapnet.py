@@ -1,0 +1,175 @@
+"""Where VTracer's conversion loses SSIM, learned per pixel: a small fully convolutional network at
+the image's own resolution, trained on the real pipeline's SSIM maps (one target per cell of
+``cell`` x ``cell`` pixels instead of one per image), whose mean over an image predicts the image's
+SSIM.
+
+Part of the default model (``TrainConfig.map_net``): trained first, on the training rows' maps,
+then frozen; its image score (:data:`MAP_SCORE_NAME`) joins the image statistics as one more MLP
+input. The network sees the image as a cell x cell
+space-to-depth stack (12 channels at half resolution for 2x2 cells, so thin lines are not lost), then dilated
+3x3 convolutions; it is applied with VALID padding to tiles that carry ``margin`` pixels of context
+on each side, so tiled prediction equals prediction on the whole (edge-extended) image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssimjax.data.images import open_image, read_file, rgb_pixels
+from ssimjax.data.labelling import SSIM_MAP_BORDER
+
+# The map score's name among the MLP's inputs (after the image statistics).
+MAP_SCORE_NAME = "map_score"
+
+
+@dataclass(frozen=True)
+class MapNet:
+    channels: int = 16
+    dilations: tuple = (1, 2, 4, 2, 1)
+    cell: int = 2
+
+    @property
+    def margin(self) -> int:
+        """Pixels of context each side that one output cell needs (at full resolution)."""
+        return self.cell * sum(self.dilations)
+
+
+def map_spec(config) -> MapNet:
+    """The map network a :class:`ssimjax.config.TrainConfig` describes."""
+    return MapNet(channels=config.map_channels)
+
+
+def init_map_net(spec: MapNet, seed: int = 0) -> list:
+    key = jax.random.PRNGKey(seed)
+    params, cin = [], 3 * spec.cell ** 2
+    for _ in spec.dilations:
+        key, k = jax.random.split(key)
+        params.append({"w": jax.random.normal(k, (3, 3, cin, spec.channels)) * np.sqrt(2.0 / (9 * cin)),
+                       "b": jnp.zeros(spec.channels)})
+        cin = spec.channels
+    key, k = jax.random.split(key)
+    # Starts near a typical logo's SSIM, so early steps learn structure rather than the offset.
+    params.append({"w": jax.random.normal(k, (cin, 1)) * 0.01, "b": jnp.full((1,), 0.9)})
+    return params
+
+
+def space_to_depth(x, k: int):
+    n, h, w, c = x.shape
+    return x.reshape(n, h // k, k, w // k, k, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h // k, w // k, k * k * c)
+
+
+def map_net_apply(params: list, spec: MapNet, x):
+    """Predicted SSIM per cell, (N, H/cell, W/cell), of ``x`` (N, H + 2 margin, W + 2 margin, 3) in
+    [0, 1] with H, W multiples of ``spec.cell``."""
+    x = space_to_depth(x, spec.cell)
+    for layer, d in zip(params[:-1], spec.dilations):
+        x = jax.lax.conv_general_dilated(x, layer["w"], (1, 1), "VALID", rhs_dilation=(d, d),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = jax.nn.relu(x + layer["b"])
+    return (x @ params[-1]["w"] + params[-1]["b"])[..., 0]
+
+
+def cell_targets(ssim_map: np.ndarray, cell: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``(target, weight)`` per cell x cell block of a full SSIM map: the mean over the block's
+    pixels that count toward the image's SSIM (not within ``SSIM_MAP_BORDER`` of the edge), and
+    their number. A height or width that is not a multiple of ``cell`` gets partly empty last cells."""
+    h, w = ssim_map.shape
+    counts = np.zeros((-(-h // cell) * cell, -(-w // cell) * cell), np.float32)
+    values = np.zeros_like(counts)
+    b = SSIM_MAP_BORDER
+    counts[b:h - b, b:w - b] = 1.0
+    values[:h, :w] = ssim_map * counts[:h, :w]
+    pool = lambda a: a.reshape(a.shape[0] // cell, cell, a.shape[1] // cell, cell).sum((1, 3))  # noqa: E731
+    weight = pool(counts)
+    return (pool(values) / np.maximum(weight, 1.0)).astype(np.float32), weight
+
+
+def cell_weights(height: int, width: int, cell: int) -> np.ndarray:
+    """How many pixels of each cell count toward an image's SSIM (:func:`cell_targets`' weight)."""
+    return cell_targets(np.zeros((height, width), np.float32), cell)[1]
+
+
+def score_from_cells(cells: np.ndarray, height: int, width: int, cell: int) -> float:
+    """An image's predicted SSIM from its predicted cells: averaged as scikit-image averages the
+    real map (pixels within ``SSIM_MAP_BORDER`` of the edge left out). Shared with the torch model."""
+    weight = cell_weights(height, width, cell)
+    return float((cells * weight).sum() / max(weight.sum(), 1.0))
+
+
+def crop(image: np.ndarray, y0: int, x0: int, size: int, margin: int) -> np.ndarray:
+    """The ``size + 2 margin`` square of ``image`` (H, W, 3) whose output part starts at (y0, x0);
+    outside the image its edge pixels extend (as in training and prediction alike)."""
+    h, w = image.shape[:2]
+    rows = np.clip(np.arange(y0 - margin, y0 + size + margin), 0, h - 1)
+    cols = np.clip(np.arange(x0 - margin, x0 + size + margin), 0, w - 1)
+    return image[rows[:, None], cols[None, :]]
+
+
+def apply_uint8(params, spec: MapNet, x_uint8):
+    return map_net_apply(params, spec, x_uint8.astype(jnp.float32) / 255.0)
+
+
+# One compiled forward per network shape and tile batch, kept across calls.
+_forward = jax.jit(apply_uint8, static_argnums=1)
+
+
+def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile: int = 128,
+                 batch: int = 4) -> list[np.ndarray]:
+    """The predicted per-cell SSIM map of each uint8 RGB image, (ceil(H/cell), ceil(W/cell)),
+    computed tile by tile (one compiled shape; a few tiles per call, as XLA's CPU convolutions
+    are fastest per pixel on a small working set)."""
+    c = spec.cell
+    if tile % c:
+        raise ValueError(f"tile must be a multiple of the cell, {c} (got {tile})")
+    jobs = [(k, y0, x0) for k, img in enumerate(images)
+            for y0 in range(0, img.shape[0], tile) for x0 in range(0, img.shape[1], tile)]
+    maps = [np.zeros((-(-img.shape[0] // c), -(-img.shape[1] // c)), np.float32) for img in images]
+    for start in range(0, len(jobs), batch):
+        part = jobs[start:start + batch]
+        x = np.stack([crop(images[k], y0, x0, tile, spec.margin) for k, y0, x0 in part])
+        if len(part) < batch:  # one compiled shape: pad the last batch
+            x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
+        out = np.asarray(_forward(params, spec, x))
+        for (k, y0, x0), cells in zip(part, out):
+            dst = maps[k][y0 // c:y0 // c + tile // c, x0 // c:x0 // c + tile // c]
+            dst[...] = cells[:dst.shape[0], :dst.shape[1]]
+    return maps
+
+
+def map_scores(params: list, spec: MapNet, images: Sequence[np.ndarray], **kw) -> np.ndarray:
+    """Each image's predicted SSIM: its predicted map averaged as scikit-image averages the real
+    one (pixels within ``SSIM_MAP_BORDER`` of the edge left out)."""
+    return np.asarray([score_from_cells(cells, *img.shape[:2], spec.cell)
+                       for img, cells in zip(images, predict_maps(params, spec, images, **kw))], np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class MapModel:
+    """A trained map network: its shape and weights."""
+
+    spec: MapNet
+    params: list
+
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Each uint8 RGB image's predicted SSIM (:func:`map_scores`)."""
+        return map_scores(self.params, self.spec, images)
+
+
+def score_files(model: MapModel, paths: Sequence[str | Path], chunk: int = 64) -> np.ndarray:
+    """The map score of each image file, decoded ``chunk`` at a time."""
+    out = [model.score([rgb_pixels(open_image(read_file(p)[0])) for p in paths[i:i + chunk]])
+           for i in range(0, len(paths), chunk)]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def with_map_scores(stats: np.ndarray, paths: Sequence[str | Path], model: MapModel) -> np.ndarray:
+    """Image statistics (N, S) of the image files ``paths`` with each one's map score appended."""
+    return np.concatenate([stats, score_files(model, list(paths))[:, None]], axis=1).astype(np.float32)
+
+

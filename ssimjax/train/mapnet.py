@@ -1,0 +1,170 @@
+"""TODO"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ssimjax.config import MAP_CROP, MAP_STEPS
+from ssimjax.data.images import open_image, read_file, rgb_pixels
+from ssimjax.data.labelling import conversion_ssim_map, run_jobs, save_ssim_map, ssim_map_path
+from ssimjax.data.manifest import DataError
+from ssimjax.models.mapnet import MapModel, MapNet, apply_uint8, cell_targets, crop, init_map_net
+
+
+def _cells(a: np.ndarray, y0: int, x0: int, size: int, cell: int) -> np.ndarray:
+    """``size/cell`` square of a per-cell array from cell (y0/cell, x0/cell), zero beyond it."""
+    n = size // cell
+    out = np.zeros((n, n), np.float32)
+    part = a[y0 // cell:y0 // cell + n, x0 // cell:x0 // cell + n]
+    out[:part.shape[0], :part.shape[1]] = part
+    return out
+
+
+def sample_batch(images: Sequence[np.ndarray], targets: Sequence[tuple[np.ndarray, np.ndarray]],
+                 rng: np.random.Generator, batch: int, size: int, spec: MapNet):
+    """Random crops: each of ``batch`` images drawn uniformly, an offset (a multiple of the cell)
+    drawn uniformly."""
+    xs, ts, ws = [], [], []
+    c = spec.cell
+    for i in rng.integers(0, len(images), batch):
+        h, w = images[i].shape[:2]
+        y0 = c * int(rng.integers(0, max(h - size, 0) // c + 1))
+        x0 = c * int(rng.integers(0, max(w - size, 0) // c + 1))
+        xs.append(crop(images[i], y0, x0, size, spec.margin))
+        ts.append(_cells(targets[i][0], y0, x0, size, c))
+        ws.append(_cells(targets[i][1], y0, x0, size, c))
+    return np.stack(xs), np.stack(ts), np.stack(ws)
+
+
+def _squared_error_sum(params, spec: MapNet, x_uint8, target, weight):
+    return jnp.sum(weight * (apply_uint8(params, spec, x_uint8) - target) ** 2)
+
+
+def map_loss(params, spec: MapNet, x_uint8, target, weight):
+    """Pixel-weighted mean squared error of the predicted cells."""
+    return _squared_error_sum(params, spec, x_uint8, target, weight) / jnp.maximum(weight.sum(), 1.0)
+
+
+def map_loss_and_grad(params, spec: MapNet, x_uint8, target, weight, micro: int):
+    """``(loss, grads)`` of :func:`map_loss` over the whole batch, computed ``micro`` crops at a
+    time and summed: the same loss and gradient (up to summation order). XLA's CPU convolutions
+    run several times faster per pixel on a few crops than on 32 at once (their working set then
+    fits the caches), so this is what makes the network affordable here."""
+    n = x_uint8.shape[0]
+    if n % micro:
+        raise ValueError(f"the batch ({n}) must be a multiple of the micro-batch ({micro})")
+    total = jnp.maximum(weight.sum(), 1.0)
+    loss, grads = 0.0, jax.tree_util.tree_map(jnp.zeros_like, params)
+    # A Python loop (unrolled in the compiled step): under lax.scan XLA's CPU backend runs the
+    # convolutions several times slower.
+    for i in range(0, n, micro):
+        part = slice(i, i + micro)
+        l, g = jax.value_and_grad(_squared_error_sum)(params, spec, x_uint8[part], target[part], weight[part])
+        loss, grads = loss + l, jax.tree_util.tree_map(jnp.add, grads, g)
+    return loss / total, jax.tree_util.tree_map(lambda g: g / total, grads)
+
+
+def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray], spec: MapNet = MapNet(),
+                  steps: int = MAP_STEPS, batch: int = 32, crop_size: int = MAP_CROP, learning_rate: float = 2e-3,
+                  seed: int = 0, micro: int = 8, log=None) -> tuple[list, list]:
+    """``(params, losses)``: the map network trained on uint8 RGB images and their SSIM maps
+    (AdamW, cosine decay), one jit-compiled step over ``batch`` crops taken ``micro`` at a time;
+    crops drawn from ``seed``."""
+    if crop_size % spec.cell:
+        raise ValueError(f"crop_size must be a multiple of the cell, {spec.cell} (got {crop_size})")
+    targets = [cell_targets(m, spec.cell) for m in ssim_maps]
+    opt = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps), weight_decay=1e-4)
+    params = init_map_net(spec, seed)
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(params, opt_state, x, t, w):
+        loss, grads = map_loss_and_grad(params, spec, x, t, w, micro)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    rng = np.random.default_rng(seed)
+    losses = []
+    for i in range(steps):
+        x, t, w = sample_batch(images, targets, rng, batch, crop_size, spec)
+        params, opt_state, loss = step(params, opt_state, x, t, w)
+        losses.append(loss)
+        if log and (i + 1) % max(1, steps // 5) == 0:
+            log(f"map network step {i + 1}/{steps}: loss {float(np.mean(losses[-50:])):.5f}")
+    return params, [float(v) for v in losses]
+
+
+def _ssim_map_job(job: tuple) -> tuple:
+    """``(sha, map or None)``: the real pipeline's SSIM map of one image file, float16 (a
+    worker-process job); None where the pipeline cannot convert it (e.g. smaller than SSIM's
+    window)."""
+    sha, path = job
+    try:
+        return sha, conversion_ssim_map(open_image(read_file(path)[0]))[1].astype(np.float16)
+    except Exception:  # one image VTracer, resvg or SSIM refuse must not stop the others
+        return sha, None
+
+
+def cached_ssim_maps(paths: Sequence[str | Path], shas: Sequence[str], cache_dir: str | Path, log=None) -> list:
+    """Every image's real SSIM map (VTracer, resvg, SSIM), cached by the image file's sha256
+    (``shas``; :func:`ssimjax.data.labelling.ssim_map_path`): the built-in real-logo set stores them as
+    it labels its images; others are computed here over every core on first use. None for an
+    image the pipeline cannot convert."""
+    todo = sorted({(sha, str(p)) for sha, p in zip(shas, paths) if not ssim_map_path(cache_dir, sha).is_file()})
+    failed = set()
+    if todo:
+        t = time.perf_counter()
+        for sha, m in run_jobs(_ssim_map_job, todo):
+            if m is None:
+                failed.add(sha)
+            else:
+                save_ssim_map(cache_dir, sha, m)
+        if log:
+            log(f"SSIM maps of {len(todo)} images computed in {time.perf_counter() - t:.0f}s")
+    return [None if sha in failed else np.load(ssim_map_path(cache_dir, sha))["map"].astype(np.float32)
+            for sha in shas]
+
+
+def read_pixels_and_shas(paths: Sequence[str | Path]) -> tuple[list, list]:
+    """Each image file decoded as the map network sees it (:func:`ssimjax.data.images.rgb_pixels`), and
+    its sha256 (the SSIM-map cache's key); every file read once."""
+    pixels, shas = [], []
+    for p in paths:
+        raw, sha = read_file(p)
+        pixels.append(rgb_pixels(open_image(raw)))
+        shas.append(sha)
+    return pixels, shas
+
+
+def train_map_model(pixels: Sequence[np.ndarray], maps: Sequence[np.ndarray | None], spec: MapNet,
+                    steps: int = MAP_STEPS, seed: int = 0, log=None, paths: Sequence = (),
+                    crop_size: int = MAP_CROP) -> MapModel:
+    """:func:`train_map_net` on the images that have a map (None: the pipeline could not convert
+    it), those left out counted in the log; a :class:`ssimjax.data.manifest.DataError` when none has one."""
+    keep = [i for i, m in enumerate(maps) if m is not None]
+    if not keep:
+        example = f" (e.g. {paths[0]})" if len(paths) else ""
+        raise DataError("the SSIM-map network has nothing to train on: the pipeline converts none of the "
+                        f"{len(maps)} training images{example}; train with --no-map-net")
+    if len(keep) < len(maps) and log:
+        log(f"{len(maps) - len(keep)} training images the pipeline cannot convert (e.g. smaller than SSIM's "
+            "11x11 window) are left out of the map network's training")
+    params, _ = train_map_net([pixels[i] for i in keep], [maps[i] for i in keep], spec, steps=steps, seed=seed,
+                              crop_size=crop_size, log=log)
+    return MapModel(spec, params)
+
+
+def fit_map_model(paths: Sequence[str | Path], spec: MapNet, cache_dir: str | Path, steps: int = MAP_STEPS,
+                  seed: int = 0, log=None, crop_size: int = MAP_CROP) -> MapModel:
+    """A map network trained on the image files ``paths`` (the training rows) and their real SSIM
+    maps (:func:`cached_ssim_maps`)."""
+    pixels, shas = read_pixels_and_shas(paths)
+    return train_map_model(pixels, cached_ssim_maps(paths, shas, cache_dir, log), spec, steps, seed, log, paths,
+                           crop_size)
