@@ -1,68 +1,9 @@
 #!/usr/bin/env python
-"""Score a trained run on any labelled set: python scripts/evaluate.py --checkpoint RUN_DIR --data DATA [--json]
+"""`ssimjax evaluate` from a checkout (see `python scripts/evaluate.py --help`)."""
 
-Prints SRCC, PLCC, KRCC, MAE and RMSE overall and, when the manifest has a ``source`` column, per
-source. DATA is a manifest (CSV or JSON), a folder holding one, or a built-in set (icons, generated).
-"""
+import _path  # noqa: F401
 
-from __future__ import annotations
-
-import argparse
-import json
-import sys
-
-import _cli
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].split(": ", 1)[0])
-    p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="a run folder written by scripts/train.py")
-    p.add_argument("--data", required=True, help="a manifest, a folder holding labels.csv/labels.json, or icons/generated")
-    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    p.add_argument("--skip-invalid", action="store_true", help="score the valid rows, skipping invalid ones")
-    p.add_argument("--cache-dir", help="feature cache and built-in sets (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
-    args = p.parse_args(argv)
-    _cli.enable_compilation_cache(args.cache_dir)
-    _cli.setup_logging(verbose=False)
-    from pathlib import Path
-
-    from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT
-    from ssimjax.data.manifest import DataError
-    from ssimjax.features.inputs import build_inputs, default_cache_dir
-    from ssimjax.train.fit import predict
-    from ssimjax.evaluate.metrics import quality_metrics
-    from ssimjax.data.npm import PackageError
-    from ssimjax.evaluate.predict import load_run
-    from ssimjax.train.plan import RunError, resolve_data
-
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    try:
-        run = load_run(args.checkpoint)
-        data = resolve_data(args.data, cache_dir, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT)
-        inputs, facts, _ = build_inputs(run.trainer, run.state.variables, data, cache_dir, args.skip_invalid,
-                                        map_model=run.map_model)
-    except (DataError, RunError, PackageError) as e:
-        _cli.fail(str(e), 1)
-    sources = inputs.pop("source").astype(str)
-    inputs.pop("path")
-    pred = predict(run.trainer, run.state, inputs, run.config.eval_batch_size)
-    result = {"checkpoint": str(args.checkpoint), "data": facts["manifest"], "overall": quality_metrics(pred, inputs["ssim"]),
-              "per_source": {s: quality_metrics(pred[sources == s], inputs["ssim"][sources == s])
-                             for s in sorted(set(sources) - {""})}}
-    trained = run.facts.get("data", {})
-    if trained.get("manifest_sha256") == facts["manifest_sha256"]:
-        result["note"] = "this is the data the run trained on: only its test source, if any, was never seen"
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{'set':22s} {'n':>6s} {'SRCC':>7s} {'PLCC':>7s} {'KRCC':>7s} {'MAE':>7s} {'RMSE':>7s}")
-    for name, m in [("overall", result["overall"]), *result["per_source"].items()]:
-        print(f"{name:22s} {m['count']:6d} {m['srcc']:7.4f} {m['plcc']:7.4f} {m['krcc']:7.4f} {m['mae']:7.4f} "
-              f"{m['rmse']:7.4f}")
-    if "note" in result:
-        print(f"note: {result['note']}")
-    return 0
-
+from ssimjax.cli import run_command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_command("evaluate"))

@@ -1,53 +1,9 @@
 #!/usr/bin/env python
-"""Build a labelled data set with the real pipeline:
-python scripts/make_dataset.py --out DIR --source icons|generated --count N [--seed S]"""
+"""`ssimjax make-dataset` from a checkout (see `python scripts/make_dataset.py --help`)."""
 
-from __future__ import annotations
+import _path  # noqa: F401
 
-import argparse
-import os
-import sys
-import time
-
-import _cli
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Build labelled images: real logos from public icon sets (icons, fetched "
-                                "from the npm registry by pinned version, or read from the cache offline) or "
-                                "generated logo-like images (offline); each labelled with the SSIM of its VTracer -> "
-                                "resvg round trip. Writes DIR/images/*, DIR/labels.csv and DIR/labels_meta.json.")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--source", choices=("icons", "generated"), default="icons", help="default icons")
-    p.add_argument("--count", type=int, required=True, help="number of images")
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: every core)")
-    p.add_argument("--cache-dir", help="where npm packages are cached (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
-    args = p.parse_args(argv)
-    if args.count < 1:
-        p.error(f"--count: must be >= 1 (got {args.count})")
-    if args.workers is not None and args.workers < 1:
-        p.error(f"--workers: must be >= 1 (got {args.workers})")
-    from tqdm.auto import tqdm
-
-    from ssimjax.data.demo import make_dataset
-    from ssimjax.data.logoset import make_icon_dataset
-    from ssimjax.data.npm import PackageError
-
-    t0 = time.perf_counter()
-    with tqdm(total=args.count, unit="img", disable=None) as bar:
-        try:
-            if args.source == "icons":
-                labels = make_icon_dataset(args.out, args.count, args.seed, workers=args.workers, progress=bar.update,
-                                           cache_dir=args.cache_dir, log=print)
-            else:
-                labels = make_dataset(args.out, args.count, args.seed, workers=args.workers, progress=bar.update)
-        except PackageError as e:
-            _cli.fail(str(e), 1)
-    rows = sum(1 for _ in open(labels)) - 1
-    print(f"wrote {rows} labelled images to {labels} in {time.perf_counter() - t0:.1f}s")
-    return 0
-
+from ssimjax.cli import run_command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_command("make-dataset"))

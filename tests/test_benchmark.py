@@ -78,11 +78,8 @@ def test_gpu_benchmark_script_runs_here_and_writes_its_keys(tmp_path):
 def test_float32_goal_ratios_ignore_pytorchs_mixed_precision():
     """The goals' ratios compare float32 with PyTorch's faster float32 layout; PyTorch's autocast
     bfloat16 is compared with ssimjax's bfloat16 and in the best-against-best figure only."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from benchmark import dtype_ratios
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from ssimjax.bench.cpu import dtype_ratios
+
     torch_rates = {"contiguous": 4.0, "channels_last": 5.0, "channels_last_bf16": 10.0}
     r = dtype_ratios("finetune", {"float32": 4.0, "bfloat16": 6.0}, torch_rates)
     assert r == {"finetune_ratio_vs_torch": 0.8, "finetune_ratio_vs_torch_bf16": 0.6,

@@ -1,4 +1,4 @@
-"""Manifests of labelled images, their validation, and the model's image preprocessing.
+"""Images: the one read-hash-decode path, and the model's preprocessing.
 
 Preprocessing matches what the PyTorch deployment feeds the model: the image as RGB (transparent
 parts composited on white, 16-bit scaled to 8-bit), ``Resize((224, 224))`` exactly as torchvision

@@ -1,4 +1,6 @@
-"""Manifests of labelled images (CSV or JSON: image, ssim[, source]), their validation, and the seeded train / validation / test split."""
+"""Manifests of labelled images (CSV or JSON: ``image``, ``ssim``, optional ``source``), their
+validation (every invalid row named in one error), and the seeded train / validation / test split.
+"""
 
 from __future__ import annotations
 

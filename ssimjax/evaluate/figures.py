@@ -1,4 +1,6 @@
-"""TODO"""
+"""A run's matplotlib figures: training history, predictions against labels, loss convergence,
+cross-validation folds and feature importance, each written to a PNG by one function.
+"""
 
 from __future__ import annotations
 

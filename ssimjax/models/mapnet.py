@@ -5,10 +5,11 @@ SSIM.
 
 Part of the default model (``TrainConfig.map_net``): trained first, on the training rows' maps,
 then frozen; its image score (:data:`MAP_SCORE_NAME`) joins the image statistics as one more MLP
-input. The network sees the image as a cell x cell
-space-to-depth stack (12 channels at half resolution for 2x2 cells, so thin lines are not lost), then dilated
-3x3 convolutions; it is applied with VALID padding to tiles that carry ``margin`` pixels of context
-on each side, so tiled prediction equals prediction on the whole (edge-extended) image.
+input. The network sees the image as a cell x cell space-to-depth stack (12 channels at half
+resolution for 2x2 cells, so thin lines are not lost), then dilated 3x3 convolutions; it is
+applied with VALID padding to tiles that carry ``margin`` pixels of context on each side, so tiled
+prediction equals prediction on the whole (edge-extended) image. Its training is
+:mod:`ssimjax.train.mapnet`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""TODO"""
+"""The SSIM predictor: the plan's MLP over backbone features, image statistics and the map score,
+and the whole ``QualityModel`` (ResNet backbone + MLP). Which subtree of the variables is the
+backbone is said here, once (:data:`BACKBONE`, :func:`split_backbone`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Flax Linen model: a torchvision-exact ResNet backbone and the MLP SSIM predictor.
+"""The backbone: a torchvision-exact ResNet in Flax Linen, and the convolution it is built from.
 
 The backbone mirrors torchvision's ``resnet50`` (v1.5: stride on the 3x3 conv) layer for
 layer, with every padding given explicitly, so that weights move between the two by simple

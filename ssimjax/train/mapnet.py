@@ -1,4 +1,7 @@
-"""TODO"""
+"""Training the SSIM-map network (:mod:`ssimjax.models.mapnet`): random crops of the training
+images against the real pipeline's per-pixel SSIM maps (computed over every core and cached), a
+pixel-weighted squared error, AdamW with cosine decay, one compiled step per batch.
+"""
 
 from __future__ import annotations
 

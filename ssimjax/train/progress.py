@@ -1,4 +1,6 @@
-"""TODO"""
+"""Where a fit stands: the history's keys, the plan's early-stopping rule, what a checkpoint
+records to resume from (``FitProgress``) and what a finished fit returns (``FitResult``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""TODO"""
+"""The train state and its trainer.
+
+:class:`TrainState` is everything that changes during training, and only arrays. What is not an
+array (the model, the optimiser, the loss, the freeze flag) lives in a :class:`Trainer`: a frozen,
+hashable description passed to the steps as a static argument, so that any number of states made
+from one configuration share one compilation of each step.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ from ssimjax.models.quality import QualityModel, make_model
 from ssimjax.train.losses import ADAPTIVE_KEY, LossSpec, init_adaptive_params
 from ssimjax.train.optim import make_optimizer
 
-# Stream tags folded into the run's key, so each use of randomness has its own stream.
+# Stream tags folded into the run's key, so each use of randomness has its own stream (the steps'
+# dropout and shuffle streams are folded into this one).
 _TRAIN = 1
 
 

@@ -28,6 +28,7 @@ from ssimjax.train.losses import ADAPTIVE_KEY, adaptive_weights, mae_loss
 from ssimjax.train.parallel import shard_batch
 from ssimjax.train.state import Trainer, TrainState, model_params
 
+# Streams folded into the training key (TrainState.rng): dropout per step, the shuffle per epoch.
 _DROPOUT, _SHUFFLE = 0, 1
 
 

@@ -1,15 +1,10 @@
-"""Shared bits of the command-line scripts: import path, logging, one-line errors."""
+"""Shared bits of the commands: logging, one-line errors, the persistent compilation cache."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from pathlib import Path
-
-# Let `python scripts/x.py` work from a checkout even before `pip install -e .`.
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def setup_logging(verbose: bool = True) -> None:
