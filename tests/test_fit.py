@@ -147,7 +147,8 @@ def test_default_model_trains_its_map_network_first_and_predicts_with_it(tmp_pat
     import json
 
     from ssimjax.config import TrainConfig
-    from ssimjax.features.inputs import build_inputs, default_cache_dir
+    from ssimjax.features.inputs import build_inputs
+    from ssimjax.features.cache import default_cache_dir
     from ssimjax.models.mapnet import with_map_scores
     from ssimjax.features.stats import STAT_NAMES
 

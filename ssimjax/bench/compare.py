@@ -20,13 +20,27 @@ Backbone features and statistics are computed once (and cached) and shared by ev
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+from ssimjax.bench.jax_side import finetune_cost
 from ssimjax.cli import common as _cli
+from ssimjax.config import MAP_CROP, MAP_STEPS, TrainConfig
+from ssimjax.data.logoset import icon_dataset
+from ssimjax.data.manifest import split_rows
+from ssimjax.data.wordmarks import mlp_rows, wordmark_folder
+from ssimjax.evaluate.metrics import quality_metrics
+from ssimjax.features.cache import default_cache_dir
+from ssimjax.features.inputs import build_inputs
+from ssimjax.models.init import with_training_start
+from ssimjax.models.mapnet import MapNet
+from ssimjax.train.fit import fit, predict
+from ssimjax.train.mapnet import cached_ssim_maps, read_pixels_and_shas, train_map_model
+from ssimjax.train.state import Trainer, create_train_state
 
 
 def ridge_fit_predict(x_train, y_train, x_val, y_val, x_test, alphas=np.logspace(-3, 3, 13)):
@@ -43,33 +57,44 @@ def ridge_fit_predict(x_train, y_train, x_val, y_val, x_test, alphas=np.logspace
     return c @ best[1] + y_train.mean()
 
 
-def finetune_cost(batch_size: int = 16, steps: int = 3) -> float:
-    """Seconds per image of one full fine-tuning step of ResNet-50 + MLP (backbone unfrozen)."""
-    import jax.numpy as jnp
-
-    from ssimjax.config import TrainConfig
-    from ssimjax.train.state import Trainer, create_train_state
-
-    config = TrainConfig(freeze_backbone=False, image_stats=False, map_net=False, backbone_features=True,
-                         batch_size=batch_size)
-    state, trainer = create_train_state(config), Trainer.from_config(config)
-    rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.integers(0, 256, (batch_size, 224, 224, 3), dtype=np.uint8)),
-             "ssim": jnp.asarray(rng.uniform(0.8, 1.0, batch_size), jnp.float32), "mask": jnp.ones(batch_size, bool)}
-    state, m = trainer.train_step(state, batch)  # compile
-    m["loss"].block_until_ready()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        state, m = trainer.train_step(state, batch)
-        m["loss"].block_until_ready()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)) / batch_size
-
-
 def main(argv=None) -> int:
-    from ssimjax.config import MAP_CROP, MAP_STEPS, TrainConfig
+    args = _parser().parse_args(argv)
+    _cli.setup_logging(verbose=False)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    t0 = time.perf_counter()
+    data = args.data or icon_dataset(cache_dir, count=args.icon_count, log=print)
+    wanted = set(args.candidates.split(","))
+    shared = Shared.build(data, cache_dir, backbone_features=bool(wanted & {"a", "b", "c"}))
+    print(f"data ready in {time.perf_counter() - t0:.0f}s: {shared.facts['valid_rows']} images; {shared.timings}")
+    held_out = args.sources.split(",") if args.sources else sorted(set(shared.sources) - {""})
+    candidates = _candidates(shared)
+    if "g" in wanted:
+        candidates["g"] = ("(g) statistics + learned SSIM-map score -> MLP", MapCandidate(shared, args))
+    results = {}
+    for source in held_out:
+        tr, va, te = split_rows(shared.sources, shared.base.validation_split, shared.base.seed, source)
+        for key in sorted(wanted & set(candidates)):
+            name, run = candidates[key]
+            t = time.perf_counter()
+            m = quality_metrics(run(tr, va, te), shared.y[te])
+            m["seconds"] = time.perf_counter() - t
+            results.setdefault(key, {"name": name, "per_source": {}})["per_source"][source] = m
+            print(f"held out {source:18s} {name:45s} SRCC {m['srcc']:.3f} PLCC {m['plcc']:.3f} "
+                  f"MAE {m['mae']:.4f} ({m['seconds']:.0f}s)", flush=True)
+    _print_table(results, held_out)
+    out = {"data": str(data), "rows": shared.facts["valid_rows"], "feature_timings": shared.timings,
+           "candidates": results}
+    if args.finetune_cost:
+        s = finetune_cost()
+        out["finetune_s_per_image"] = s
+        print(f"(d) fine-tuning ResNet-50 + MLP on this machine: {s * 1000:.0f} ms per image per step "
+              f"(batch 16); one epoch over {len(shared.y)} images ~ {s * len(shared.y) / 60:.0f} min")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
 
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--icon-count", type=int, default=2500, help="size of the built-in real-logo set (default 2500)")
     p.add_argument("--data", help="a manifest with a 'source' column instead of the built-in set")
@@ -90,118 +115,134 @@ def main(argv=None) -> int:
                    help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
     p.add_argument("--finetune-cost", action="store_true", help="also time a ResNet-50 fine-tuning step (d)")
     p.add_argument("--json", metavar="FILE", help="write the results here")
-    args = p.parse_args(argv)
-    _cli.setup_logging(verbose=False)
-    from pathlib import Path
+    return p
 
-    from ssimjax.data.logoset import icon_dataset
-    from ssimjax.data.manifest import split_rows
-    from ssimjax.evaluate.metrics import quality_metrics
-    from ssimjax.features.inputs import build_inputs, default_cache_dir
-    from ssimjax.models.init import with_training_start
-    from ssimjax.train.fit import fit, predict
-    from ssimjax.train.state import Trainer, create_train_state
 
-    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    t0 = time.perf_counter()
-    data = args.data or icon_dataset(cache_dir, count=args.icon_count, log=print)
-    wanted = set(args.candidates.split(","))
-    # Backbone features (every stage; the last 2048 columns are the last stage's) only when a
-    # candidate uses them: extracting them is most of the cost.
-    base = TrainConfig(pooled_stages="all", backbone_features=bool(wanted & {"a", "b", "c"}), map_net=False)
-    trainer = Trainer.from_config(base)
-    state = create_train_state(base)
-    inputs, facts, timings = build_inputs(trainer, state.variables, data, cache_dir, skip_invalid=True)
-    print(f"data ready in {time.perf_counter() - t0:.0f}s: {facts['valid_rows']} images; {timings}")
-    all_stages, stats, y = inputs["features"], inputs["stats"], inputs["ssim"]
-    sources = inputs["source"].astype(str)
-    last = all_stages[:, -2048:] if base.backbone_features else None  # layer4 pooled: the plan's features
-    held_out = args.sources.split(",") if args.sources else sorted(set(sources) - {""})
+@dataclasses.dataclass
+class Shared:
+    """What every candidate reads: the data's inputs, computed once (and cached)."""
 
-    def mlp(config, features, with_stats, tr, va, te, stats=stats, extra=None):
-        """The MLP trained on rows ``tr`` (and ``extra``'s synthetic rows), validated on ``va``;
-        its predictions for ``te``."""
-        def part(idx):
-            d = {"features": features[idx], "ssim": y[idx]}
-            if with_stats:
-                d["stats"] = stats[idx]
-            return d
+    base: TrainConfig  # every backbone stage pooled, so (c) can read them all
+    variables: dict
+    cache_dir: Path
+    inputs: dict
+    facts: dict
+    timings: dict
 
-        train = part(tr)
-        if extra is not None:
-            train = {k: np.concatenate([v, extra[k]]) for k, v in train.items()}
-        state = create_train_state(config)
+    @classmethod
+    def build(cls, data, cache_dir: Path, backbone_features: bool) -> "Shared":
+        # Backbone features (every stage; the last 2048 columns are the last stage's) only when a
+        # candidate uses them: extracting them is most of the cost.
+        base = TrainConfig(pooled_stages="all", backbone_features=backbone_features, map_net=False)
+        variables = create_train_state(base).variables
+        inputs, facts, timings = build_inputs(Trainer.from_config(base), variables, data, cache_dir,
+                                              skip_invalid=True)
+        return cls(base, variables, cache_dir, inputs, facts, timings)
+
+    @property
+    def y(self):
+        return self.inputs["ssim"]
+
+    @property
+    def stats(self):
+        return self.inputs["stats"]
+
+    @property
+    def sources(self):
+        return self.inputs["source"].astype(str)
+
+    @property
+    def last_stage(self):
+        """The last stage pooled: the plan's features."""
+        return self.inputs["features"][:, -2048:] if self.base.backbone_features else None
+
+    def no_features(self):
+        return np.zeros((len(self.y), 0), np.float32)
+
+
+def train_mlp(shared: Shared, config: TrainConfig, features, with_stats: bool, tr, va, te, stats=None, extra=None):
+    """The MLP trained on rows ``tr`` (and ``extra``'s synthetic rows), validated on ``va``; its
+    predictions for ``te``."""
+    stats = shared.stats if stats is None else stats
+
+    def part(idx):
+        d = {"features": features[idx], "ssim": shared.y[idx]}
         if with_stats:
-            state = create_train_state(config, with_training_start(state.variables, config, train["stats"],
-                                                                   train["ssim"]))
-        res = fit(state, config, train, part(va))
-        return predict(Trainer.from_config(config), res.state, part(te), 256)
+            d["stats"] = stats[idx]
+        return d
 
-    if "g" in wanted:
-        from ssimjax.data.wordmarks import mlp_rows, wordmark_folder
-        from ssimjax.models.mapnet import MapNet
-        from ssimjax.train.mapnet import cached_ssim_maps, read_pixels_and_shas, train_map_model
+    train = part(tr)
+    if extra is not None:
+        train = {k: np.concatenate([v, extra[k]]) for k, v in train.items()}
+    state = create_train_state(config)
+    if with_stats:
+        state = create_train_state(config, with_training_start(state.variables, config, train["stats"],
+                                                               train["ssim"]))
+    res = fit(state, config, train, part(va))
+    return predict(Trainer.from_config(config), res.state, part(te), 256)
 
+
+def _candidates(s: Shared) -> dict:
+    return {
+        "a": ("(a) plan: ResNet-50 features -> MLP",
+              lambda tr, va, te: train_mlp(s, TrainConfig.plan_model(), s.last_stage, False, tr, va, te)),
+        "b": ("(b) features + statistics -> MLP",
+              lambda tr, va, te: train_mlp(s, TrainConfig(backbone_features=True, map_net=False), s.last_stage,
+                                           True, tr, va, te)),
+        "c": ("(c) all-stage features + statistics -> MLP",
+              lambda tr, va, te: train_mlp(s, s.base, s.inputs["features"], True, tr, va, te)),
+        "e": ("(e) ridge on statistics (baseline)",
+              lambda tr, va, te: ridge_fit_predict(s.stats[tr], s.y[tr], s.stats[va], s.y[va], s.stats[te])),
+        "f": ("(f) statistics -> MLP (--no-map-net)",
+              lambda tr, va, te: train_mlp(s, TrainConfig(map_net=False), s.no_features(), True, tr, va, te)),
+    }
+
+
+class MapCandidate:
+    """(g): a map network trained per held-out set on the training rows' SSIM maps (and synthetic
+    wordmarks'), its score appended to the statistics, the MLP correcting it: the default model."""
+
+    def __init__(self, shared: Shared, args):
+        self.s, self.args = shared, args
         t = time.perf_counter()
-        pixels, shas = read_pixels_and_shas(list(inputs["path"]))
-        maps = cached_ssim_maps(list(inputs["path"]), shas, cache_dir, log=print)
+        paths = list(shared.inputs["path"])
+        self.pixels, shas = read_pixels_and_shas(paths)
+        self.maps = cached_ssim_maps(paths, shas, shared.cache_dir, log=print)
         print(f"SSIM maps and pixels ready in {time.perf_counter() - t:.0f}s", flush=True)
-        spec = MapNet(channels=args.map_channels, cell=args.map_cell)
-        folder = wordmark_folder(cache_dir, args.map_extra, log=print)
-        extra = None
+        self.spec = MapNet(channels=args.map_channels, cell=args.map_cell)
+        folder = wordmark_folder(shared.cache_dir, args.map_extra, log=print)
         # Read as the default run reads them: statistics, no backbone features (so the backbone's
         # variables go unused, and the ones already built serve).
-        if folder is not None:
-            extra = build_inputs(Trainer.from_config(TrainConfig()), state.variables, folder, cache_dir,
-                                 skip_invalid=False)[0]
-        extra_paths = list(extra["path"]) if extra is not None else []
-        extra_pixels, extra_shas = read_pixels_and_shas(extra_paths)
-        extra_maps = cached_ssim_maps(extra_paths, extra_shas, cache_dir)
+        self.extra = None if folder is None else build_inputs(
+            Trainer.from_config(TrainConfig()), shared.variables, folder, shared.cache_dir, skip_invalid=False)[0]
+        extra_paths = list(self.extra["path"]) if self.extra is not None else []
+        self.extra_pixels, extra_shas = read_pixels_and_shas(extra_paths)
+        self.extra_maps = cached_ssim_maps(extra_paths, extra_shas, shared.cache_dir)
 
-        def with_map_score(tr, va, te):
-            t = time.perf_counter()
-            model = train_map_model([pixels[i] for i in tr] + extra_pixels, [maps[i] for i in tr] + extra_maps, spec,
-                                    args.map_steps, base.seed, log=print, crop_size=args.map_crop)
-            t_train = time.perf_counter() - t
-            score = model.score(pixels)
-            alone = quality_metrics(score[te], y[te])
-            print(f"  map network: trained {t_train:.0f}s, scored {len(pixels)} images "
-                  f"{time.perf_counter() - t - t_train:.0f}s; its score alone on the held-out rows: SRCC "
-                  f"{alone['srcc']:.3f} PLCC {alone['plcc']:.3f}", flush=True)
-            extended = np.concatenate([stats, score[:, None]], axis=1)
-            synthetic = None
-            if extra is not None and args.map_extra_mlp:  # as the default run adds them
-                n = mlp_rows(len(extra_paths), len(tr))
-                synthetic = {"features": np.zeros((n, 0), np.float32), "ssim": extra["ssim"][:n],
-                             "stats": np.concatenate([extra["stats"][:n], model.score(extra_pixels[:n])[:, None]], 1)}
-            return mlp(TrainConfig(), np.zeros((len(y), 0), np.float32), True, tr, va, te, stats=extended,
-                       extra=synthetic)
+    def __call__(self, tr, va, te):
+        s, args = self.s, self.args
+        t = time.perf_counter()
+        model = train_map_model([self.pixels[i] for i in tr] + self.extra_pixels,
+                                [self.maps[i] for i in tr] + self.extra_maps, self.spec, args.map_steps, s.base.seed,
+                                log=print, crop_size=args.map_crop)
+        t_train = time.perf_counter() - t
+        score = model.score(self.pixels)
+        alone = quality_metrics(score[te], s.y[te])
+        print(f"  map network: trained {t_train:.0f}s, scored {len(self.pixels)} images "
+              f"{time.perf_counter() - t - t_train:.0f}s; its score alone on the held-out rows: SRCC "
+              f"{alone['srcc']:.3f} PLCC {alone['plcc']:.3f}", flush=True)
+        extended = np.concatenate([s.stats, score[:, None]], axis=1)
+        synthetic = None
+        if self.extra is not None and args.map_extra_mlp:  # as the default run adds them
+            n = mlp_rows(len(self.extra_pixels), len(tr))
+            synthetic = {"features": np.zeros((n, 0), np.float32), "ssim": self.extra["ssim"][:n],
+                         "stats": np.concatenate([self.extra["stats"][:n],
+                                                  model.score(self.extra_pixels[:n])[:, None]], 1)}
+        return train_mlp(s, TrainConfig(), s.no_features(), True, tr, va, te, stats=extended, extra=synthetic)
 
-    candidates = {
-        "a": ("(a) plan: ResNet-50 features -> MLP",
-              lambda tr, va, te: mlp(TrainConfig.plan_model(), last, False, tr, va, te)),
-        "b": ("(b) features + statistics -> MLP",
-              lambda tr, va, te: mlp(TrainConfig(backbone_features=True, map_net=False), last, True, tr, va, te)),
-        "c": ("(c) all-stage features + statistics -> MLP",
-              lambda tr, va, te: mlp(base, all_stages, True, tr, va, te)),
-        "e": ("(e) ridge on statistics (baseline)",
-              lambda tr, va, te: ridge_fit_predict(stats[tr], y[tr], stats[va], y[va], stats[te])),
-        "f": ("(f) statistics -> MLP (--no-map-net)",
-              lambda tr, va, te: mlp(TrainConfig(map_net=False), np.zeros((len(y), 0), np.float32), True, tr, va, te)),
-    }
-    if "g" in wanted:
-        candidates["g"] = ("(g) statistics + learned SSIM-map score -> MLP", with_map_score)
-    results = {}
-    for source in held_out:
-        tr, va, te = split_rows(sources, base.validation_split, base.seed, source)
-        for key in sorted(wanted & set(candidates)):
-            name, run = candidates[key]
-            t = time.perf_counter()
-            m = quality_metrics(run(tr, va, te), y[te])
-            m["seconds"] = time.perf_counter() - t
-            results.setdefault(key, {"name": name, "per_source": {}})["per_source"][source] = m
-            print(f"held out {source:18s} {name:45s} SRCC {m['srcc']:.3f} PLCC {m['plcc']:.3f} "
-                  f"MAE {m['mae']:.4f} ({m['seconds']:.0f}s)", flush=True)
+
+def _print_table(results: dict, held_out: list) -> None:
+    """The Markdown table of every candidate's SRCC / PLCC per held-out set; adds each one's means."""
     print("\n| candidate | " + " | ".join(held_out) + " | mean | train s |")
     print("|---|" + "---|" * (len(held_out) + 2))
     for key, r in sorted(results.items()):
@@ -211,16 +252,3 @@ def main(argv=None) -> int:
         cells = [f"{per[s]['srcc']:.3f} / {per[s]['plcc']:.3f}" for s in held_out]
         secs = np.mean([per[s]["seconds"] for s in held_out])
         print(f"| {r['name']} | " + " | ".join(cells) + f" | {r['mean_srcc']:.3f} / {r['mean_plcc']:.3f} | {secs:.0f} |")
-    out = {"data": str(data), "rows": facts["valid_rows"], "feature_timings": timings, "candidates": results}
-    if args.finetune_cost:
-        s = finetune_cost()
-        out["finetune_s_per_image"] = s
-        print(f"(d) fine-tuning ResNet-50 + MLP on this machine: {s * 1000:.0f} ms per image per step "
-              f"(batch 16); one epoch over {len(y)} images ~ {s * len(y) / 60:.0f} min")
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

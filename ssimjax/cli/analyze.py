@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     from ssimjax.evaluate.analysis import run_analyses
     from ssimjax.evaluate.predict import load_run
     from ssimjax.evaluate.report import write_report
-    from ssimjax.features.inputs import build_inputs, default_cache_dir
+    from ssimjax.features.cache import default_cache_dir
+    from ssimjax.features.inputs import build_inputs
     from ssimjax.train.plan import RunError, resolve_data
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()

@@ -12,6 +12,7 @@ def setup_logging(verbose: bool = True) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
+        force=True,  # replaces the handler a library (absl, via Orbax) may have set up on import
     )
     # Orbax and absl are chatty at INFO about their own bookkeeping.
     for name in ("absl", "orbax", "jax._src"):
@@ -33,7 +34,7 @@ def enable_compilation_cache(cache_dir=None) -> None:
         return
     import jax
 
-    from ssimjax.features.inputs import default_cache_dir
+    from ssimjax.features.cache import default_cache_dir
 
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     jax.config.update("jax_compilation_cache_dir", str(root / "jax-compilation"))

@@ -12,17 +12,55 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 from ssimjax.cli import common as _cli
+from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, ConfigError, TrainConfig
+from ssimjax.data.manifest import DataError
+from ssimjax.data.npm import PackageError
+from ssimjax.evaluate.cross_validation import ValidationError, cross_validate
+from ssimjax.evaluate.figures import plot_cross_validation
+from ssimjax.evaluate.predict import load_run
+from ssimjax.evaluate.report import write_report
+from ssimjax.features.cache import default_cache_dir
+from ssimjax.features.inputs import build_inputs
+from ssimjax.models.quality import merge_backbone, split_backbone
+from ssimjax.train.losses import LOSSES
+from ssimjax.train.plan import RunError, resolve_data
+from ssimjax.train.state import Trainer, create_train_state
 
 
 def main(argv=None) -> int:
-    from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT
-    from ssimjax.train.losses import LOSSES
+    args = _parser().parse_args(argv)
+    _cli.enable_compilation_cache(args.cache_dir)
+    _cli.setup_logging()
+    try:
+        config, base, inputs, facts = _inputs(args)
+    except (ConfigError, DataError, RunError, PackageError) as e:
+        _cli.fail(str(e), 1)
+    out = Path(args.out) if args.out else (Path(args.checkpoint) / "report" if args.checkpoint
+                                           else Path("runs") / time.strftime("cv-%Y%m%d-%H%M%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        results = cross_validate(config, inputs, args.folds, args.stratify, base_variables=base)
+        if args.compare_one_fold:
+            one = cross_validate(config, inputs, args.folds, args.stratify, base_variables=base, fold_subset=[0])
+            results["one_fold_time_s"] = one["total_time_s"]
+            results["all_folds_over_one_fold"] = results["total_time_s"] / one["total_time_s"]
+    except ValidationError as e:
+        _cli.fail(str(e), 1)
+    results.update(data=facts["manifest"], config=config.to_dict(),
+                   written=time.strftime("%Y-%m-%d %H:%M:%S"))
+    (out / "validation_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot_cross_validation(results, out / "cross_validation.png")
+    if args.checkpoint:
+        write_report(args.checkpoint)
+    _print_results(results, args.folds, out)
+    return 0
 
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].split(": ", 1)[0])
     p.add_argument("--data", help="a manifest, a folder holding one, or icons / generated (default: the --checkpoint "
                    "run's data, else icons)")
@@ -43,49 +81,35 @@ def main(argv=None) -> int:
     p.add_argument("--cache-dir", help="feature cache and built-in sets (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
     p.add_argument("--demo-count", type=int, default=DEFAULT_DEMO_COUNT)
     p.add_argument("--icon-count", type=int, default=DEFAULT_ICON_COUNT)
-    args = p.parse_args(argv)
-    _cli.enable_compilation_cache(args.cache_dir)
-    _cli.setup_logging()
+    return p
 
 
-    from ssimjax.config import ConfigError, TrainConfig
-    from ssimjax.data.manifest import DataError
-    from ssimjax.data.npm import PackageError
-    from ssimjax.evaluate.cross_validation import ValidationError, cross_validate
-    from ssimjax.evaluate.figures import plot_cross_validation
-    from ssimjax.evaluate.predict import load_run
-    from ssimjax.evaluate.report import write_report
-    from ssimjax.features.inputs import build_inputs, default_cache_dir
-    from ssimjax.models.quality import merge_backbone, split_backbone
-    from ssimjax.train.plan import RunError, resolve_data
-    from ssimjax.train.state import Trainer, create_train_state
-
+def _inputs(args) -> tuple:
+    """``(configuration, base variables, inputs, data facts)``: a run's configuration and backbone
+    (``--checkpoint``) or a fresh one, with the flags' changes, and the data's cached inputs."""
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     changes = {k: v for k, v in (("epochs", args.epochs), ("loss", args.loss), ("backbone", args.backbone),
                                  ("seed", args.seed)) if v is not None}
-    try:
-        if args.checkpoint:
-            run = load_run(args.checkpoint)
-            config, data = run.config.replace(**changes), args.data or run.facts["data"]["manifest"]
-            base = run.state.variables  # the run's backbone (pretrained or seeded), so cached features match
-        else:
-            config = (TrainConfig.plan_model if args.plan_model else TrainConfig)(**changes)
-            data, base = args.data or "icons", None
-        if config.map_net:
-            # The map network trains once per run, on its training rows: its scores would leak
-            # into folds it saw, and one per fold costs minutes. Folds compare the MLP alone.
-            print("cross-validating the statistics MLP without the map score (the map network is not "
-                  "retrained per fold)")
-            config = config.replace(map_net=False)
-            if base is not None:  # the run's backbone, under an MLP of the narrower input
-                base = merge_backbone(create_train_state(config).variables, split_backbone(base)[0])
-        trainer = Trainer.from_config(config)
-        if base is None:
-            base = create_train_state(config).variables
-        data = resolve_data(data, cache_dir, args.demo_count, args.icon_count, log=print)
-        inputs, facts, _ = build_inputs(trainer, base, data, cache_dir, args.skip_invalid)
-    except (ConfigError, DataError, RunError, PackageError) as e:
-        _cli.fail(str(e), 1)
+    if args.checkpoint:
+        run = load_run(args.checkpoint)
+        config, data = run.config.replace(**changes), args.data or run.facts["data"]["manifest"]
+        base = run.state.variables  # the run's backbone (pretrained or seeded), so cached features match
+    else:
+        config = (TrainConfig.plan_model if args.plan_model else TrainConfig)(**changes)
+        data, base = args.data or "icons", None
+    if config.map_net:
+        # The map network trains once per run, on its training rows: its scores would leak
+        # into folds it saw, and one per fold costs minutes. Folds compare the MLP alone.
+        print("cross-validating the statistics MLP without the map score (the map network is not "
+              "retrained per fold)")
+        config = config.replace(map_net=False)
+        if base is not None:  # the run's backbone, under an MLP of the narrower input
+            base = merge_backbone(create_train_state(config).variables, split_backbone(base)[0])
+    trainer = Trainer.from_config(config)
+    if base is None:
+        base = create_train_state(config).variables
+    data = resolve_data(data, cache_dir, args.demo_count, args.icon_count, log=print)
+    inputs, facts, _ = build_inputs(trainer, base, data, cache_dir, args.skip_invalid)
     sources = inputs.pop("source").astype(str)
     inputs.pop("path")
     if args.test_source:
@@ -93,25 +117,10 @@ def main(argv=None) -> int:
         if keep.all():
             _cli.fail(f"--test-source {args.test_source!r}: no such source in {facts['manifest']}", 1)
         inputs = {k: v[keep] for k, v in inputs.items()}
+    return config, base, inputs, facts
 
-    out = Path(args.out) if args.out else (Path(args.checkpoint) / "report" if args.checkpoint
-                                           else Path("runs") / time.strftime("cv-%Y%m%d-%H%M%S"))
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        results = cross_validate(config, inputs, args.folds, args.stratify, base_variables=base)
-        if args.compare_one_fold:
-            one = cross_validate(config, inputs, args.folds, args.stratify, base_variables=base, fold_subset=[0])
-            results["one_fold_time_s"] = one["total_time_s"]
-            results["all_folds_over_one_fold"] = results["total_time_s"] / one["total_time_s"]
-    except ValidationError as e:
-        _cli.fail(str(e), 1)
-    results.update(data=facts["manifest"], config=config.to_dict(),
-                   written=time.strftime("%Y-%m-%d %H:%M:%S"))
-    (out / "validation_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot_cross_validation(results, out / "cross_validation.png")
-    if args.checkpoint:
-        write_report(args.checkpoint)
 
+def _print_results(results: dict, folds: int, out: Path) -> None:
     s = results["summary"]
     print(f"{results['folds']}-fold cross-validation on {results['rows']} rows ({results['strata']}), "
           f"{results['epochs']} epochs per fold, {results['total_time_s']:.1f} s"
@@ -121,11 +130,6 @@ def main(argv=None) -> int:
         v = s[k]
         print(f"{k:18s} {v['mean']:8.4f} {v['std']:8.4f} {v['min']:8.4f} {v['max']:8.4f} {v['median']:8.4f}")
     if "all_folds_over_one_fold" in results:
-        print(f"time: {args.folds} folds {results['total_time_s']:.2f} s, one fold {results['one_fold_time_s']:.2f} s, "
+        print(f"time: {folds} folds {results['total_time_s']:.2f} s, one fold {results['one_fold_time_s']:.2f} s, "
               f"ratio {results['all_folds_over_one_fold']:.2f}")
     print(f"wrote {out / 'validation_results.json'} and {out / 'cross_validation.png'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     from ssimjax.data.npm import PackageError
     from ssimjax.evaluate.metrics import quality_metrics
     from ssimjax.evaluate.predict import load_run
-    from ssimjax.features.inputs import build_inputs, default_cache_dir
+    from ssimjax.features.cache import default_cache_dir
+    from ssimjax.features.inputs import build_inputs
     from ssimjax.train.fit import predict
     from ssimjax.train.plan import RunError, resolve_data
 

@@ -50,7 +50,7 @@ def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int |
     """Builds ``count`` labelled images from ``sources`` (fetched from the npm registry, or read
     from ``cache_dir``'s copy offline). Returns the labels path. Icons that cannot be drawn or
     converted are skipped and counted in ``labels_meta.json``."""
-    from ssimjax.features.inputs import default_cache_dir
+    from ssimjax.features.cache import default_cache_dir
 
     if count < 1:
         raise ValueError(f"count must be >= 1 (got {count})")

@@ -82,12 +82,19 @@ def plot_prediction_analysis(pred, target, path: Path, bands=(0.6, 0.8), title: 
     plt = _plt()
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
     m = comprehensive_metrics(pred, target, bands)
-    res = pred - target
     fig, ax = plt.subplots(2, 3, figsize=(16, 9))
+    _predicted_vs_true(ax[0, 0], pred, target, m, title)
+    _residuals(ax[0, 1], ax[0, 2], pred - target, target, m)
+    _mae_by_band(ax[1, 0], m, bands)
+    _mae_by_quartile(ax[1, 1], pred, target)
+    _ranking(ax[1, 2], pred, target, m)
+    return _save(fig, path)
+
+
+def _predicted_vs_true(a, pred, target, m: dict, title: str) -> None:
     lo = float(min(pred.min(), target.min())) if len(pred) else 0.0
     hi = float(max(pred.max(), target.max())) if len(pred) else 1.0
     pad = 0.03 * max(hi - lo, 1e-3)
-    a = ax[0, 0]
     a.scatter(target, pred, s=10, alpha=0.5)
     a.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "r--", lw=1.5, label="perfect prediction")
     a.set_xlim(lo - pad, hi + pad)
@@ -98,21 +105,25 @@ def plot_prediction_analysis(pred, target, path: Path, bands=(0.6, 0.8), title: 
                 f"SRCC {m['srcc']:.3f}, MAE {m['mae']:.4f}, R² {m['r2_score']:.3f}")
     a.legend(loc="upper left")
     a.grid(alpha=0.3)
-    a = ax[0, 1]
+
+
+def _residuals(a, b, res, target, m: dict) -> None:
+    """Residuals against the label (``a``) and their histogram (``b``)."""
     a.scatter(target, res, s=10, alpha=0.5)
     a.axhline(0, color="r", ls="--", lw=1.5)
     a.set_xlabel("true SSIM")
     a.set_ylabel("predicted - true")
     a.set_title("Residuals")
     a.grid(alpha=0.3)
-    a = ax[0, 2]
-    a.hist(res, bins=40, edgecolor="black", alpha=0.7)
-    a.axvline(0, color="r", ls="--", lw=1.5)
-    a.set_xlabel("prediction error")
-    a.set_ylabel("images")
-    a.set_title(f"Error distribution: mean {res.mean() if len(res) else 0:.4f}, std {m['error_std']:.4f}")
-    a.grid(alpha=0.3)
-    a = ax[1, 0]
+    b.hist(res, bins=40, edgecolor="black", alpha=0.7)
+    b.axvline(0, color="r", ls="--", lw=1.5)
+    b.set_xlabel("prediction error")
+    b.set_ylabel("images")
+    b.set_title(f"Error distribution: mean {res.mean() if len(res) else 0:.4f}, std {m['error_std']:.4f}")
+    b.grid(alpha=0.3)
+
+
+def _mae_by_band(a, m: dict, bands) -> None:
     labels = [f"low (<{bands[0]:g})", f"medium ({bands[0]:g}-{bands[1]:g})", f"high (≥{bands[1]:g})"]
     maes = [m[f"{b}_quality_mae"] for b in BAND_NAMES]
     counts = [m[f"{b}_quality_samples"] for b in BAND_NAMES]
@@ -123,7 +134,9 @@ def plot_prediction_analysis(pred, target, path: Path, bands=(0.6, 0.8), title: 
     a.set_ylabel("MAE")
     a.set_title("MAE by quality band")
     a.grid(alpha=0.3, axis="y")
-    a = ax[1, 1]
+
+
+def _mae_by_quartile(a, pred, target) -> None:
     rows = error_by_quantile(pred, target, 4)
     if rows:
         names = [f"Q{r['quantile']}\n{r['label_min']:.3f}-{r['label_max']:.3f}" for r in rows]
@@ -135,7 +148,9 @@ def plot_prediction_analysis(pred, target, path: Path, bands=(0.6, 0.8), title: 
     a.set_ylabel("MAE")
     a.set_title("MAE by label quartile")
     a.grid(alpha=0.3, axis="y")
-    a = ax[1, 2]
+
+
+def _ranking(a, pred, target, m: dict) -> None:
     order = np.argsort(target)
     a.plot(np.arange(len(order)), target[order], lw=2, label="true (sorted)")
     a.scatter(np.arange(len(order)), pred[order], s=6, alpha=0.5, color="C1", label="predicted")
@@ -144,7 +159,6 @@ def plot_prediction_analysis(pred, target, path: Path, bands=(0.6, 0.8), title: 
     a.set_title(f"Ranking: ranking accuracy {m['ranking_accuracy']:.3f}, KRCC {m['krcc']:.3f}")
     a.legend()
     a.grid(alpha=0.3)
-    return _save(fig, path)
 
 
 def plot_loss_convergence(history: dict, path: Path) -> Path:

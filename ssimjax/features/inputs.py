@@ -1,31 +1,24 @@
 """The model's inputs for a manifest: frozen-backbone features, extracted in batches once per
 image and cached on disk, or the preprocessed images themselves when the backbone trains; and
 the image statistics (:mod:`ssimjax.features.stats`) when the model takes them, cached the same way.
-
-A cached feature is keyed by the image file's content (sha256), the backbone's weights (sha256 of
-every array, in path order) and :data:`ssimjax.data.images.PREPROCESS_VERSION`; cached statistics by the
-image's sha256 and :data:`ssimjax.features.stats.STATS_VERSION`: a changed image, backbone, preprocessing
-or statistic never reuses a stale entry.
+(the caches are :mod:`ssimjax.features.cache`).
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from ssimjax.data.images import PREPROCESS_VERSION, ImageError, open_image, read_file, resize_224
 from ssimjax.data.manifest import Problem, file_sha256, raise_for_problems, read_manifest
+from ssimjax.features.cache import ArrayCache, backbone_hash, feature_cache, stats_cache
 from ssimjax.features.stats import STATS_VERSION, image_statistics
 from ssimjax.models.mapnet import MapModel, with_map_scores
-from ssimjax.models.quality import split_backbone
 from ssimjax.train.batching import apply_in_batches
 from ssimjax.train.parallel import replicate, round_up
 from ssimjax.train.state import Trainer
@@ -33,63 +26,6 @@ from ssimjax.train.steps import jit_extract_features
 
 log = logging.getLogger("ssimjax")
 FEATURE_BATCH = 16
-
-
-def default_cache_dir() -> Path:
-    """``$SSIMJAX_CACHE_DIR``, else ``~/.cache/ssimjax``."""
-    env = os.environ.get("SSIMJAX_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "ssimjax"
-
-
-def weights_hash(tree) -> str:
-    """sha256 over every leaf's path, dtype, shape and bytes."""
-    h = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        a = np.asarray(leaf)
-        h.update(jax.tree_util.keystr(path).encode())
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-class ArrayCache:
-    """One ``.npy`` per image (by its sha256) under a folder."""
-
-    def __init__(self, folder: str | Path):
-        self.dir = Path(folder)
-
-    def _path(self, image_sha: str) -> Path:
-        return self.dir / image_sha[:2] / f"{image_sha}.npy"
-
-    def get(self, image_sha: str) -> np.ndarray | None:
-        try:
-            return np.load(self._path(image_sha))
-        except (OSError, ValueError):
-            return None
-
-    def put(self, image_sha: str, features: np.ndarray) -> None:
-        path = self._path(image_sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(features, np.float32))
-        os.replace(tmp, path)  # atomic: readers never see half a file
-
-
-def feature_cache(root: str | Path, weights_sha: str, pooled_stages: str = "last") -> ArrayCache:
-    """Backbone features under ``root/features/<weights>-<preprocessing>[-all-stages]/``."""
-    suffix = "" if pooled_stages == "last" else f"-{pooled_stages}-stages"
-    return ArrayCache(Path(root) / "features" / f"{weights_sha[:20]}-{PREPROCESS_VERSION}{suffix}")
-
-
-def stats_cache(root: str | Path) -> ArrayCache:
-    """Image statistics under ``root/stats/<statistics version>/``."""
-    return ArrayCache(Path(root) / "stats" / STATS_VERSION)
-
-
-def backbone_hash(variables: dict) -> str:
-    """The cache key of a model's backbone: :func:`weights_hash` of its subtree alone."""
-    return weights_hash(split_backbone(variables)[0])
 
 
 def extract_features(trainer: Trainer, variables: dict, images_uint8: np.ndarray,
@@ -125,78 +61,109 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
     manifest, rows, problems = read_manifest(data)
     rows = rows[:limit]
     total_rows = len(rows) + len(problems)
-    frozen = trainer.freeze_backbone
     # A frozen backbone whose features the MLP does not see is never run.
-    extract = frozen and trainer.model.backbone_features
-    use_stats = trainer.model.num_stats > 0
+    extract = trainer.freeze_backbone and trainer.model.backbone_features
     cache = feature_cache(cache_dir, weights_sha or backbone_hash(variables), trainer.model.pooled_stages) \
         if extract else None
-    scache = stats_cache(cache_dir) if use_stats else None
+    scache = stats_cache(cache_dir) if trainer.model.num_stats > 0 else None
+    read = _read_images(rows, trainer.freeze_backbone, cache, scache)
+    problems = problems + read.problems
+    raise_for_problems(manifest, problems, len(read.kept), skip_invalid, log=log.warning)
+    timings = {"data_s": time.perf_counter() - t0}
+    if scache is not None:
+        timings["stats_s"] = read.stats_s
+        log.info(f"image statistics: {read.stats_computed} computed, {len(read.stats) - read.stats_computed} "
+                 "from the cache")
 
-    kept, feats, images, stats, todo = [], {}, {}, {}, []
-    stats_s, stats_computed = 0.0, 0
+    t1 = time.perf_counter()
+    inputs = _image_inputs(trainer, variables, read, cache)
+    timings.update(features_s=time.perf_counter() - t1, features_computed=len(read.todo))
+    kept_rows = [row for row, _ in read.kept]
+    if scache is not None:
+        inputs["stats"] = np.stack([read.stats[sha] for _, sha in read.kept]).astype(np.float32)
+        if map_model is not None:
+            inputs["stats"] = with_map_scores(inputs["stats"], [row.image for row in kept_rows], map_model)
+    inputs["ssim"] = np.asarray([row.ssim for row in kept_rows], np.float32)
+    inputs["source"] = np.asarray([row.source or "" for row in kept_rows], dtype=object)
+    inputs["path"] = np.asarray([str(row.image) for row in kept_rows], dtype=object)
+    facts = dict(
+        manifest=str(manifest.resolve()), manifest_sha256=file_sha256(manifest), rows=total_rows,
+        valid_rows=len(read.kept), skipped_rows=len(problems), preprocessing=PREPROCESS_VERSION,
+        feature_cache=str(cache.dir) if cache is not None else None,
+        image_stats=STATS_VERSION if scache is not None else None,
+    )
+    return inputs, facts, timings
+
+
+@dataclasses.dataclass
+class _ReadImages:
+    """What one pass over a manifest's image files found, each file read once (keyed by sha256)."""
+
+    kept: list = dataclasses.field(default_factory=list)  # (row, sha) of every readable row
+    problems: list = dataclasses.field(default_factory=list)  # the unreadable ones
+    feats: dict = dataclasses.field(default_factory=dict)  # cached backbone features
+    images: dict = dataclasses.field(default_factory=dict)  # uint8 224x224 pixels where needed
+    stats: dict = dataclasses.field(default_factory=dict)  # image statistics, cached or computed
+    todo: list = dataclasses.field(default_factory=list)  # images whose features are to be extracted
+    stats_s: float = 0.0
+    stats_computed: int = 0
+
+
+def _read_images(rows, frozen: bool, cache: ArrayCache | None, scache: ArrayCache | None) -> _ReadImages:
+    """Reads every row's image file once: cached features and statistics where the caches hold them;
+    otherwise the pixels the backbone needs (extracted later, in batches) and the statistics,
+    computed here and cached."""
+    r = _ReadImages()
     for row in tqdm(rows, desc="reading images", unit="img", leave=False, disable=None):
         try:
             raw, sha = read_file(row.image)
-            if extract and sha not in feats and sha not in images:
+            if cache is not None and sha not in r.feats and sha not in r.images:
                 cached = cache.get(sha)
                 if cached is not None:
-                    feats[sha] = cached
-            need_image = sha not in images and (not frozen or (extract and sha not in feats))
-            need_stats = use_stats and sha not in stats
+                    r.feats[sha] = cached
+            need_image = sha not in r.images and (not frozen or (cache is not None and sha not in r.feats))
+            need_stats = scache is not None and sha not in r.stats
             if need_stats:
                 cached = scache.get(sha)
                 if cached is not None:
-                    stats[sha], need_stats = cached, False
+                    r.stats[sha], need_stats = cached, False
             if need_image or need_stats:
-                img = open_image(raw)
-                if need_image:
-                    images[sha] = resize_224(img)
-                    if extract:
-                        todo.append(sha)
-                if need_stats:
-                    t = time.perf_counter()
-                    stats[sha] = image_statistics(img)
-                    scache.put(sha, stats[sha])
-                    stats_s += time.perf_counter() - t
-                    stats_computed += 1
+                _decode(raw, sha, r, need_image, need_stats, cache is not None, scache)
         except ImageError as e:
-            problems.append(Problem(row.where, str(row.image), str(e)))
+            r.problems.append(Problem(row.where, str(row.image), str(e)))
             continue
-        kept.append((row, sha))
-    raise_for_problems(manifest, problems, len(kept), skip_invalid, log=log.warning)
-    timings = {"data_s": time.perf_counter() - t0}
-    if use_stats:
-        timings["stats_s"] = stats_s
-        log.info(f"image statistics: {stats_computed} computed, {len(stats) - stats_computed} from the cache")
+        r.kept.append((row, sha))
+    return r
 
-    t1 = time.perf_counter()
-    if frozen and not extract:
-        inputs = {"features": np.zeros((len(kept), 0), np.float32)}
-    elif frozen:
-        if todo:
-            log.info(f"computing backbone features for {len(todo)} images ({len(feats)} cached)")
-            computed = extract_features(trainer, variables, np.stack([images[s] for s in todo]))
-            for sha, f in zip(todo, computed):
-                cache.put(sha, f)
-                feats[sha] = f
-        else:
-            log.info(f"all {len(feats)} backbone features found in the cache")
-        inputs = {"features": np.stack([feats[sha] for _, sha in kept]).astype(np.float32)}
+
+def _decode(raw: bytes, sha: str, r: _ReadImages, need_image: bool, need_stats: bool, extract: bool,
+            scache: ArrayCache | None) -> None:
+    img = open_image(raw)
+    if need_image:
+        r.images[sha] = resize_224(img)
+        if extract:
+            r.todo.append(sha)
+    if need_stats:
+        t = time.perf_counter()
+        r.stats[sha] = image_statistics(img)
+        scache.put(sha, r.stats[sha])
+        r.stats_s += time.perf_counter() - t
+        r.stats_computed += 1
+
+
+def _image_inputs(trainer: Trainer, variables: dict, r: _ReadImages, cache: ArrayCache | None) -> dict:
+    """``features`` (N, D) of the kept rows (extracted and cached where the cache had none; N x 0
+    when the MLP does not see them) with a frozen backbone, else their uint8 ``image``s."""
+    if not trainer.freeze_backbone:
+        return {"image": np.stack([r.images[sha] for _, sha in r.kept])}
+    if cache is None:
+        return {"features": np.zeros((len(r.kept), 0), np.float32)}
+    if r.todo:
+        log.info(f"computing backbone features for {len(r.todo)} images ({len(r.feats)} cached)")
+        computed = extract_features(trainer, variables, np.stack([r.images[s] for s in r.todo]))
+        for sha, f in zip(r.todo, computed):
+            cache.put(sha, f)
+            r.feats[sha] = f
     else:
-        inputs = {"image": np.stack([images[sha] for _, sha in kept])}
-    timings.update(features_s=time.perf_counter() - t1, features_computed=len(todo))
-    if use_stats:
-        inputs["stats"] = np.stack([stats[sha] for _, sha in kept]).astype(np.float32)
-        if map_model is not None:
-            inputs["stats"] = with_map_scores(inputs["stats"], [row.image for row, _ in kept], map_model)
-    inputs["ssim"] = np.asarray([row.ssim for row, _ in kept], np.float32)
-    inputs["source"] = np.asarray([row.source or "" for row, _ in kept], dtype=object)
-    inputs["path"] = np.asarray([str(row.image) for row, _ in kept], dtype=object)
-    facts = dict(
-        manifest=str(manifest.resolve()), manifest_sha256=file_sha256(manifest), rows=total_rows,
-        valid_rows=len(kept), skipped_rows=len(problems), preprocessing=PREPROCESS_VERSION,
-        feature_cache=str(cache.dir) if cache is not None else None,
-        image_stats=STATS_VERSION if use_stats else None,
-    )
-    return inputs, facts, timings
+        log.info(f"all {len(r.feats)} backbone features found in the cache")
+    return {"features": np.stack([r.feats[sha] for _, sha in r.kept]).astype(np.float32)}

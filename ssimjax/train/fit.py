@@ -127,56 +127,18 @@ def fit(
     if features_mode:  # device arrays once, not per epoch
         train = replicate({k: jnp.asarray(v) for k, v in train.items()}, mesh)
     val_inputs = replicate({k: jnp.asarray(v) for k, v in _model_inputs(val).items()}, mesh)  # on the device once
-    val_targets = np.asarray(val["ssim"], np.float32)
+    val = dict(val_inputs, ssim=np.asarray(val["ssim"], np.float32))
     bar = tqdm(total=config.epochs, initial=min(start, config.epochs), desc="epochs", unit="epoch",
                disable=None if features_mode else True)
     try:
         for epoch in range(start, config.epochs):
-            t0 = time.perf_counter()
-            lr_used = current_learning_rate(state.opt_state)
-            state, train_loss, train_mae, train_preds, train_targets, extra = _train_one_epoch(
-                trainer, state, train, epoch, config)
-            epoch_time = time.perf_counter() - t0
-
-            t1 = time.perf_counter()
-            val_preds = predict(trainer, state, dict(val_inputs, ssim=val_targets), eval_batch)
-            inference_time = (time.perf_counter() - t1) / len(val_targets)
-            val_loss = float(_validation_loss(trainer.loss, jnp.asarray(val_preds), jnp.asarray(val_targets), state.params,
-                                              config.batch_size))
-            if not math.isfinite(val_loss):
-                raise TrainingError(f"epoch {epoch + 1}: validation loss is {val_loss}; stopping")
-            vm = comprehensive_metrics(val_preds, val_targets, config.quality_bands)
-
-            state = state.replace(opt_state=advance_learning_rate(state.opt_state, config, epoch, val_loss))
-            row = dict(
-                train_loss=train_loss, train_mae=train_mae, train_correlation=correlation(train_preds, train_targets),
-                val_loss=val_loss, val_mae=vm["mae"], val_correlation=vm["correlation"], val_r2=vm["r2_score"],
-                val_accuracy_5pct=vm["accuracy_5pct"], val_accuracy_10pct=vm["accuracy_10pct"],
-                learning_rate=lr_used, epoch_time=epoch_time, inference_time=inference_time, **extra,
-            )
-            for k in p.history:
-                p.history[k].append(row[k])
-
-            p.early_stopping.update(val_loss, vm["correlation"], config.min_delta)
-            if val_loss < p.best_val_loss:
-                p.best_epoch, p.best_val_loss = epoch, val_loss
-                p.best_variables = (state.params, state.batch_stats)
-                p.best_val_metrics = dict(vm, loss=val_loss, epoch=epoch)
-            p.stopped_early = p.early_stopping.should_stop(config.patience)
-            p.next_epoch = epoch + 1
-
+            state, row, val_metrics = _epoch(trainer, state, train, val, epoch, config, eval_batch)
+            _record_epoch(p, epoch, row, val_metrics, state, config)
             if checkpoints is not None:
-                checkpoints.save(epoch, state, p.meta(epoch, dict(vm, loss=val_loss)), val_loss)
-
-            log.info(
-                f"Epoch {epoch + 1:3d}/{config.epochs} | Train Loss: {train_loss:.4f} | Val Loss: {val_loss:.4f} | "
-                f"Val Corr: {vm['correlation']:.4f} | Val R²: {vm['r2_score']:.4f} | Acc(5%): {vm['accuracy_5pct']:.1%} | "
-                f"LR: {lr_used:.2e} | Time: {epoch_time:.1f}s"
-            )
-            bar.set_postfix(loss=f"{train_loss:.4f}", mae=f"{train_mae:.4f}", lr=f"{lr_used:.2e}")
-            bar.update(1)
+                checkpoints.save(epoch, state, p.meta(epoch, val_metrics), row["val_loss"])
+            _log_epoch(epoch, config, row, val_metrics, bar)
             if on_epoch_end is not None:
-                on_epoch_end(epoch, p.history, dict(vm, loss=val_loss))
+                on_epoch_end(epoch, p.history, val_metrics)
             if p.stopped_early:
                 log.info(f"Early stopping after {config.patience} epochs without improvement")
                 break
@@ -195,3 +157,58 @@ def fit(
         epochs_completed=len(p.history["val_loss"]), stopped_early=p.stopped_early,
         best_val_metrics=p.best_val_metrics,
     )
+
+
+def _epoch(trainer: Trainer, state: TrainState, train: dict, val: dict, epoch: int, config: TrainConfig,
+           eval_batch: int) -> tuple[TrainState, dict, dict]:
+    """One epoch trained and validated, the learning rate advanced: ``(state, the history's row,
+    validation metrics with its loss)``."""
+    t0 = time.perf_counter()
+    lr_used = current_learning_rate(state.opt_state)
+    state, train_loss, train_mae, train_preds, train_targets, extra = _train_one_epoch(trainer, state, train, epoch,
+                                                                                       config)
+    epoch_time = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    val_preds = predict(trainer, state, val, eval_batch)
+    inference_time = (time.perf_counter() - t1) / len(val["ssim"])
+    val_loss = float(_validation_loss(trainer.loss, jnp.asarray(val_preds), jnp.asarray(val["ssim"]), state.params,
+                                      config.batch_size))
+    if not math.isfinite(val_loss):
+        raise TrainingError(f"epoch {epoch + 1}: validation loss is {val_loss}; stopping")
+    vm = comprehensive_metrics(val_preds, val["ssim"], config.quality_bands)
+
+    state = state.replace(opt_state=advance_learning_rate(state.opt_state, config, epoch, val_loss))
+    row = dict(
+        train_loss=train_loss, train_mae=train_mae, train_correlation=correlation(train_preds, train_targets),
+        val_loss=val_loss, val_mae=vm["mae"], val_correlation=vm["correlation"], val_r2=vm["r2_score"],
+        val_accuracy_5pct=vm["accuracy_5pct"], val_accuracy_10pct=vm["accuracy_10pct"],
+        learning_rate=lr_used, epoch_time=epoch_time, inference_time=inference_time, **extra,
+    )
+    return state, row, dict(vm, loss=val_loss)
+
+
+def _record_epoch(p: FitProgress, epoch: int, row: dict, val_metrics: dict, state: TrainState,
+                  config: TrainConfig) -> None:
+    """Advances ``p`` past ``epoch``: its history row, early stopping, and the best weights so far."""
+    for k in p.history:
+        p.history[k].append(row[k])
+    val_loss = val_metrics["loss"]
+    p.early_stopping.update(val_loss, val_metrics["correlation"], config.min_delta)
+    if val_loss < p.best_val_loss:
+        p.best_epoch, p.best_val_loss = epoch, val_loss
+        p.best_variables = (state.params, state.batch_stats)
+        p.best_val_metrics = dict(val_metrics, epoch=epoch)
+    p.stopped_early = p.early_stopping.should_stop(config.patience)
+    p.next_epoch = epoch + 1
+
+
+def _log_epoch(epoch: int, config: TrainConfig, row: dict, vm: dict, bar) -> None:
+    """The plan's one line per epoch, and the progress bar."""
+    log.info(
+        f"Epoch {epoch + 1:3d}/{config.epochs} | Train Loss: {row['train_loss']:.4f} | Val Loss: {row['val_loss']:.4f} | "
+        f"Val Corr: {vm['correlation']:.4f} | Val R²: {vm['r2_score']:.4f} | Acc(5%): {vm['accuracy_5pct']:.1%} | "
+        f"LR: {row['learning_rate']:.2e} | Time: {row['epoch_time']:.1f}s"
+    )
+    bar.set_postfix(loss=f"{row['train_loss']:.4f}", mae=f"{row['train_mae']:.4f}", lr=f"{row['learning_rate']:.2e}")
+    bar.update(1)

@@ -1,0 +1,78 @@
+"""The on-disk caches of model inputs, and where they live.
+
+A cached feature is keyed by the image file's content (sha256), the backbone's weights (sha256 of
+every array, in path order) and :data:`ssimjax.data.images.PREPROCESS_VERSION`; cached statistics
+by the image's sha256 and :data:`ssimjax.features.stats.STATS_VERSION`: a changed image, backbone,
+preprocessing or statistic never reuses a stale entry. Entries are written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from ssimjax.data.images import PREPROCESS_VERSION
+from ssimjax.features.stats import STATS_VERSION
+from ssimjax.models.quality import split_backbone
+
+
+def default_cache_dir() -> Path:
+    """``$SSIMJAX_CACHE_DIR``, else ``~/.cache/ssimjax``."""
+    env = os.environ.get("SSIMJAX_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "ssimjax"
+
+
+def weights_hash(tree) -> str:
+    """sha256 over every leaf's path, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        a = np.asarray(leaf)
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+class ArrayCache:
+    """One ``.npy`` per image (by its sha256) under a folder."""
+
+    def __init__(self, folder: str | Path):
+        self.dir = Path(folder)
+
+    def _path(self, image_sha: str) -> Path:
+        return self.dir / image_sha[:2] / f"{image_sha}.npy"
+
+    def get(self, image_sha: str) -> np.ndarray | None:
+        try:
+            return np.load(self._path(image_sha))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, image_sha: str, features: np.ndarray) -> None:
+        path = self._path(image_sha)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, np.asarray(features, np.float32))
+        os.replace(tmp, path)  # atomic: readers never see half a file
+
+
+def feature_cache(root: str | Path, weights_sha: str, pooled_stages: str = "last") -> ArrayCache:
+    """Backbone features under ``root/features/<weights>-<preprocessing>[-all-stages]/``."""
+    suffix = "" if pooled_stages == "last" else f"-{pooled_stages}-stages"
+    return ArrayCache(Path(root) / "features" / f"{weights_sha[:20]}-{PREPROCESS_VERSION}{suffix}")
+
+
+def stats_cache(root: str | Path) -> ArrayCache:
+    """Image statistics under ``root/stats/<statistics version>/``."""
+    return ArrayCache(Path(root) / "stats" / STATS_VERSION)
+
+
+def backbone_hash(variables: dict) -> str:
+    """The cache key of a model's backbone: :func:`weights_hash` of its subtree alone."""
+    return weights_hash(split_backbone(variables)[0])

@@ -1,0 +1,95 @@
+"""A run folder's files, written as the run goes.
+
+``config.json`` (the configuration and the run's facts: data, versions, backbone), written before
+any epoch with the map network (``map_net/``) and a frozen backbone (``backbone/``), so even a run
+cut short keeps its start; ``history.json`` (rewritten after every epoch) and ``metrics.jsonl``
+(one line per epoch); ``checkpoints/`` (Orbax: latest 5 epochs and the best, by
+:mod:`ssimjax.train.checkpoint`); ``summary.json`` (best epoch, metrics, timings) at the end; and
+``report/`` (:mod:`ssimjax.evaluate.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from ssimjax.config import TrainConfig, save_config
+from ssimjax.data.labelling import package_versions
+from ssimjax.train.checkpoint import save_backbone, save_map_net
+from ssimjax.train.plan import RunError, RunPlan
+from ssimjax.train.progress import FitResult
+
+log = logging.getLogger("ssimjax")
+
+
+def json_dump(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    tmp.replace(path)
+
+
+def write_run_report(out: Path, trainer, state, val: dict, val_paths, predictions: dict, config, map_model) -> None:
+    from ssimjax.evaluate.analysis import run_analyses
+    from ssimjax.evaluate.report import write_predictions, write_report
+
+    t0 = time.perf_counter()
+    write_predictions(out / "report" / "predictions.csv", predictions)
+    run_analyses(trainer, state, list(val_paths), val, out / "report", batch_size=config.batch_size, seed=config.seed,
+                 map_model=map_model)
+    t1 = time.perf_counter()
+    written = write_report(out)
+    log.info(f"report: {written['dashboard']} (analyses {t1 - t0:.1f} s, figures {time.perf_counter() - t1:.1f} s)")
+
+
+def truncate_jsonl(path: Path, epochs: int) -> None:
+    """Keeps the first ``epochs`` epochs' lines of a run's ``metrics.jsonl`` (a resumed run rewrites
+    the epochs after its checkpoint)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] <= epochs]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def record_start(plan: RunPlan, state, facts: dict, weights_sha: str, map_model) -> None:
+    """``config.json`` (configuration, data, versions, backbone), and a new run's map network and
+    frozen backbone: written before any epoch, so even a run cut short keeps its start."""
+    config, out = plan.config, plan.out
+    saved_data = plan.saved_facts.get("data", {})
+    if plan.resume and saved_data.get("manifest_sha256") != facts["manifest_sha256"]:
+        raise RunError(f"{out}: --resume needs the same data the run started with ({saved_data.get('manifest')})")
+    backbone_facts = (plan.saved_facts.get("backbone") if plan.resume else None) or \
+        (dict(plan.backbone[1]) if plan.backbone is not None else dict(weights="random-init", seed=config.seed))
+    versions = package_versions("jax", "flax", "optax", "orbax-checkpoint", "vtracer", "resvg-py",
+                                "scikit-image", "pillow")
+    save_config(out / "config.json", config, data=facts, versions=versions,
+                backbone=dict(backbone_facts, sha256=weights_sha))
+    if map_model is not None and not plan.resume:
+        save_map_net(out, map_model)
+    if not plan.resume and config.freeze_backbone:
+        save_backbone(out, state)
+
+
+def epoch_writer(out: Path, metrics_log: Path, on_epoch_end):
+    """What runs after each epoch: ``history.json`` rewritten, one line appended to ``metrics.jsonl``."""
+    def after_epoch(epoch, history, val_metrics):
+        json_dump(out / "history.json", history)
+        row = {"epoch": epoch + 1, **{k: v[-1] for k, v in history.items()},
+               **{f"val_{k}": v for k, v in val_metrics.items()}}
+        with metrics_log.open("a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+
+    return after_epoch
+
+
+def write_summary(out: Path, result: FitResult, val_quality: dict, test_metrics, timings: dict, devices: dict,
+                   config: TrainConfig) -> None:
+    json_dump(out / "history.json", result.history)
+    json_dump(out / "summary.json", dict(
+        best_epoch=result.best_epoch + 1, epochs_completed=result.epochs_completed,
+        stopped_early=result.stopped_early, best_val_metrics=result.best_val_metrics, val_quality=val_quality,
+        test_source=config.test_source, test_metrics=test_metrics, timings=timings, devices=devices,
+    ))
