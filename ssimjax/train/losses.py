@@ -31,11 +31,13 @@ def _weights(pred, mask):
 
 
 def mse_loss(pred, target, mask=None):
+    """Mean squared error over the rows ``mask`` marks (every row without one)."""
     w, n = _weights(pred, mask)
     return jnp.sum(w * jnp.square(pred - target)) / n
 
 
 def mae_loss(pred, target, mask=None):
+    """Mean absolute error over the rows ``mask`` marks (every row without one)."""
     w, n = _weights(pred, mask)
     return jnp.sum(w * jnp.abs(pred - target)) / n
 
