@@ -87,3 +87,22 @@ def test_float32_goal_ratios_ignore_pytorchs_mixed_precision():
     # --skip bf16: float32 on both sides, no mixed-precision ratio
     r = dtype_ratios("extract", {"float32": 6.0}, {"contiguous": 4.0, "channels_last": 5.0})
     assert r == {"extract_ratio_vs_torch": 1.2, "extract_ratio_vs_torch_best_dtype": 1.2}
+
+
+def test_compare_models_ridge_baseline_chooses_its_penalty_on_the_validation_rows():
+    """The comparison's baseline (candidate e) recovers a linear relation, and a noisy one is
+    shrunk more when the validation rows say so."""
+    from ssimjax.bench.compare import ridge_fit_predict
+
+    rng = np.random.default_rng(0)
+    w = np.array([0.03, -0.02, 0.01])
+    x = rng.normal(size=(300, 3))
+    y = 0.9 + x @ w
+    pred = ridge_fit_predict(x[:200], y[:200], x[200:250], y[200:250], x[250:])
+    assert np.abs(pred - y[250:]).max() < 2e-3
+    # 40 inputs unrelated to the label, 60 training rows: the least penalty overfits, the chosen one
+    # shrinks the prediction towards the mean
+    noise = rng.normal(size=(300, 40))
+    args = (noise[:60], y[:60], noise[200:250], y[200:250], noise[250:])
+    chosen, least = ridge_fit_predict(*args), ridge_fit_predict(*args, alphas=[1e-3])
+    assert np.std(chosen) < 0.5 * np.std(least)

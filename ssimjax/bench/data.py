@@ -29,7 +29,7 @@ def bench_data(cache_dir: Path, count: int) -> Path:
 
 
 def load_split(data: Path, seed: int = 0):
-    """Preprocessed uint8 images and labels, split as train.py splits them (80/20, seeded)."""
+    """Preprocessed uint8 images and labels, split as ssimjax train splits them (80/20, seeded)."""
     import numpy as np
 
     from ssimjax.data.images import open_image, read_file, resize_224

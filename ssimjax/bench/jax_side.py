@@ -39,7 +39,7 @@ def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool, map_steps: int 
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             seconds = time.perf_counter() - t0
             if r.returncode != 0:
-                raise RuntimeError(f"train.py failed: {r.stderr[-2000:]}")
+                raise RuntimeError(f"ssimjax train failed: {r.stderr[-2000:]}")
             summary = json.loads((run / "summary.json").read_text())
             out[attempt] = {"seconds": seconds, "timings": summary["timings"],
                             "final_val_correlation": summary["best_val_metrics"]["correlation"]}

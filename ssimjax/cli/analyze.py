@@ -2,7 +2,7 @@
 
 Writes RUN/report/robustness.json, benchmark.json and feature_importance.json and rebuilds the
 run's report (figures, training_dashboard.html, training_summary.json). Without --data the run's
-own validation rows are analysed (what train.py does at the end of a run); with it, every row
+own validation rows are analysed (what ssimjax train does at the end of a run); with it, every row
 of DATA.
 """
 
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     except (DataError, RunError, PackageError) as e:
         _cli.fail(str(e), 1)
     sources, paths = inputs.pop("source"), inputs.pop("path")
-    if args.data is None:  # the run's own validation rows, split as train.py split them
+    if args.data is None:  # the run's own validation rows, split as ssimjax train split them
         c = run.config
         _, val_idx, _ = split_rows(sources, c.validation_split, c.seed, c.test_source)
         inputs, paths = {k: v[val_idx] for k, v in inputs.items()}, paths[val_idx]

@@ -34,7 +34,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if not run_dir.exists():
         raise RunError(f"{run_dir}: no such run folder")
     if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: not a run folder (a file; pass the folder scripts/train.py wrote)")
+        raise RunError(f"{run_dir}: not a run folder (a file; pass the folder ssimjax train wrote)")
     try:
         config, facts = load_config(run_dir / "config.json")
     except ConfigError as e:

@@ -1,7 +1,7 @@
 """Image statistics at the image's own resolution, before the 224x224 resize: what the resize hides
 and what VTracer's conversion loses (edges, fine texture, colour detail, JPEG noise).
 
-One implementation (NumPy and Pillow, no JAX, no torch) serves training, ``predict.py`` and the
+One implementation (NumPy and Pillow, no JAX, no torch) serves training, ``ssimjax predict`` and the
 PyTorch deployment (``bridge.QualityPredictionModel.predict_ssim``), so all three compute the same
 numbers. Luminance is PIL's ``L`` of the image as the model and the labels see it (transparency
 composited on white), in [0, 1].
@@ -127,7 +127,7 @@ def image_statistics(img: Image.Image) -> np.ndarray:
 def image_inputs(images: Sequence[str | Path | Image.Image], with_pixels: bool = True,
                  with_stats: bool = True, map_score=None) -> dict:
     """The one path from image files (or PIL images) to the model's inputs, shared by
-    ``predict.py`` and the PyTorch deployment: ``image`` uint8 (N, 224, 224, 3) as the model sees
+    ``ssimjax predict`` and the PyTorch deployment: ``image`` uint8 (N, 224, 224, 3) as the model sees
     it, and ``stats`` (N, S) at each image's own resolution, each when asked. ``map_score`` (with
     ``with_stats``): a function from uint8 RGB images at their own resolution to one score each
     (the learned map network, JAX's or the deployment's), appended as the last statistic. Raises

@@ -7,7 +7,7 @@ each device on its share of the batch and inserts the all-reduces (gradients, Ba
 statistics, loss means) itself, so a step computes the same numbers as on one device, up to the
 order of float sums.
 
-Several hosts: start every process with ``jax.distributed.initialize()`` (``scripts/train.py
+Several hosts: start every process with ``jax.distributed.initialize()`` (``ssimjax train
 --distributed`` calls it; the coordinator address, process count and id come from the usual
 ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` environment or the cluster
 launcher, e.g. SLURM), give every process the same data, and ``jax.devices()`` then spans every
