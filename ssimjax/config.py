@@ -195,7 +195,9 @@ class TrainConfig:
 def save_config(path: Path, config: TrainConfig, **extra) -> None:
     """Writes ``config.json``: the training configuration plus run facts (data, versions)."""
     payload = {"train": config.to_dict(), **extra}
-    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)  # atomic: a run killed while writing keeps the config.json it had
 
 
 def load_config(path: Path) -> tuple[TrainConfig, dict]:

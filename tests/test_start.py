@@ -43,5 +43,9 @@ def test_conflicting_requests_are_refused(tmp_path):
         plan_run({"backbone": "tiny"}, out=tmp_path / "r", load_backbone=lambda c: ({}, {}))
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "config.json").write_text("{}")
-    with pytest.raises(RunError, match="already holds a run"):
-        plan_run({}, out=tmp_path / "taken")
+    # A run stopped before its first checkpoint left only its record: a new run may start there.
+    assert plan_run({}, out=tmp_path / "taken").reuses_folder
+    for work in ("checkpoints", "map_net", "map_net_checkpoints"):
+        (tmp_path / work / work).mkdir(parents=True)
+        with pytest.raises(RunError, match="already holds a run"):
+            plan_run({}, out=tmp_path / work)

@@ -6,14 +6,19 @@ Each checkpoint (one per epoch, step = epoch number) holds two items:
 - ``meta`` (JSON): epoch, early-stopping trackers, best epoch, history and validation metrics.
 
 With a frozen backbone the backbone never changes, so it is written once to ``backbone/``
-beside ``checkpoints/`` and left out of each epoch's checkpoint.
+beside ``checkpoints/`` and left out of each epoch's checkpoint. The SSIM-map network, trained
+before the MLP, is checkpointed as it trains (``map_net_checkpoints/``) and written once trained
+(``map_net/``).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
 
@@ -155,3 +160,50 @@ class RunCheckpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+MAP_NET_EVERY = 500  # the map network's training steps between two of its checkpoints, at most
+
+
+def map_checkpoint_interval(steps: int) -> int:
+    """Steps between the map network's checkpoints: :data:`MAP_NET_EVERY` for a default run's 7,000,
+    and about ten per training for short ones."""
+    return min(MAP_NET_EVERY, max(1, steps // 10))
+
+
+class MapNetCheckpoints:
+    """``map_net_checkpoints/``: the SSIM-map network's training as it goes, every ``every`` steps
+    (the latest two kept). Each holds the network's parameters and optimiser state, and as JSON the
+    step, the crop sampler's random state (so the crops after it are those an uninterrupted
+    training draws) and the losses so far. Removed once the trained network is in ``map_net/``."""
+
+    def __init__(self, run_dir: str | Path, every: int = MAP_NET_EVERY):
+        self.dir = Path(run_dir).absolute() / "map_net_checkpoints"
+        self.every = every
+        options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+        self.manager = ocp.CheckpointManager(self.dir, item_names=("state", "meta"), options=options)
+
+    def save(self, step: int, tree: dict, rng: np.random.Generator, losses: list[float]) -> None:
+        # The generator's state holds 128-bit integers: kept as text so any JSON reader takes them.
+        meta = {"step": step, "rng": json.dumps(rng.bit_generator.state), "losses": losses}
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                        meta=ocp.args.JsonSave(meta)))
+
+    def restore_latest(self, template: dict, rng: np.random.Generator) -> tuple[int, dict, list[float]] | None:
+        """``(step, tree, losses)`` of the latest checkpoint, with ``rng`` set to its state; None
+        when there is none."""
+        step = self.manager.latest_step()
+        if step is None:
+            return None
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(_abstract(template)), meta=ocp.args.JsonRestore()))
+        rng.bit_generator.state = json.loads(restored["meta"]["rng"])
+        return step, restored["state"], list(restored["meta"]["losses"])
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+    def remove(self) -> None:
+        self.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

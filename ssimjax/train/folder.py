@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
 from ssimjax.config import TrainConfig, save_config
 from ssimjax.data.labelling import package_versions
-from ssimjax.train.checkpoint import save_backbone, save_map_net
-from ssimjax.train.plan import RunError, RunPlan
+from ssimjax.train.checkpoint import save_backbone
+from ssimjax.train.plan import RunError, RunPlan, is_builtin
 from ssimjax.train.progress import FitResult
 
 log = logging.getLogger("ssimjax")
@@ -52,23 +53,62 @@ def truncate_jsonl(path: Path, epochs: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def record_start(plan: RunPlan, state, facts: dict, weights_sha: str, map_model) -> None:
-    """``config.json`` (configuration, data, versions, backbone), and a new run's map network and
-    frozen backbone: written before any epoch, so even a run cut short keeps its start."""
-    config, out = plan.config, plan.out
-    saved_data = plan.saved_facts.get("data", {})
-    if plan.resume and saved_data.get("manifest_sha256") != facts["manifest_sha256"]:
-        raise RunError(f"{out}: --resume needs the same data the run started with ({saved_data.get('manifest')})")
+def record_start(plan: RunPlan, state, weights_sha: str) -> None:
+    """A new run records itself before it works: its frozen backbone (``backbone/``), then
+    ``config.json`` (configuration, the data asked for, versions, backbone), so that a run killed
+    at any moment after this can be resumed. A resumed run's record is already there."""
+    if plan.resume:
+        return
+    if plan.config.freeze_backbone:
+        save_backbone(plan.out, state)
+    write_config(plan, {"requested": requested_data(plan.data)}, weights_sha)
+
+
+def check_resumed_data(plan: RunPlan, facts: dict) -> None:
+    """A resumed run must find the data it started with, once it had read it."""
+    saved = plan.saved_facts.get("data", {})
+    if plan.resume and "manifest_sha256" in saved and saved["manifest_sha256"] != facts["manifest_sha256"]:
+        raise RunError(f"{plan.out}: --resume needs the same data the run started with ({saved.get('manifest')})")
+
+
+def record_data(plan: RunPlan, facts: dict, weights_sha: str) -> None:
+    """``config.json`` again, now with the data's identity (manifest, its sha256, rows per split)."""
+    requested = plan.saved_facts.get("data", {}).get("requested") if plan.resume else requested_data(plan.data)
+    write_config(plan, {**facts, "requested": requested or facts["manifest"]}, weights_sha)
+
+
+def requested_data(data) -> str:
+    """The data as asked for: a built-in set's name, or the absolute path of a manifest or folder."""
+    return data if is_builtin(data) else str(Path(data).resolve())
+
+
+def write_config(plan: RunPlan, data: dict, weights_sha: str) -> None:
+    config = plan.config
     backbone_facts = (plan.saved_facts.get("backbone") if plan.resume else None) or \
         (dict(plan.backbone[1]) if plan.backbone is not None else dict(weights="random-init", seed=config.seed))
     versions = package_versions("jax", "flax", "optax", "orbax-checkpoint", "vtracer", "resvg-py",
                                 "scikit-image", "pillow")
-    save_config(out / "config.json", config, data=facts, versions=versions,
+    save_config(plan.out / "config.json", config, data=data, versions=versions,
                 backbone=dict(backbone_facts, sha256=weights_sha))
-    if map_model is not None and not plan.resume:
-        save_map_net(out, map_model)
-    if not plan.resume and config.freeze_backbone:
-        save_backbone(out, state)
+
+
+STALE = ("config.json", "history.json", "metrics.jsonl", "summary.json", "backbone", "report")
+
+
+def clear_stale(out: Path) -> list[str]:
+    """Removes what a run stopped before its first checkpoint left in ``out`` (a new run starts
+    there afresh); returns what was removed."""
+    removed = []
+    for name in STALE:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 
 def epoch_writer(out: Path, metrics_log: Path, on_epoch_end):

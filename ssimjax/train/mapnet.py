@@ -76,10 +76,12 @@ def map_loss_and_grad(params, spec: MapNet, x_uint8, target, weight, micro: int)
 
 def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray], spec: MapNet = MapNet(),
                   steps: int = MAP_STEPS, batch: int = 32, crop_size: int = MAP_CROP, learning_rate: float = 2e-3,
-                  seed: int = 0, micro: int = 8, log=None) -> tuple[list, list]:
+                  seed: int = 0, micro: int = 8, log=None, checkpoints=None) -> tuple[list, list]:
     """``(params, losses)``: the map network trained on uint8 RGB images and their SSIM maps
     (AdamW, cosine decay), one jit-compiled step over ``batch`` crops taken ``micro`` at a time;
-    crops drawn from ``seed``."""
+    crops drawn from ``seed``. With ``checkpoints`` (a
+    :class:`ssimjax.train.checkpoint.MapNetCheckpoints`) the training continues from the latest one
+    and is saved every ``checkpoints.every`` steps: the result equals an uninterrupted training's."""
     if crop_size % spec.cell:
         raise ValueError(f"crop_size must be a multiple of the cell, {spec.cell} (got {crop_size})")
     targets = [cell_targets(m, spec.cell) for m in ssim_maps]
@@ -94,13 +96,23 @@ def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray],
         return optax.apply_updates(params, updates), opt_state, loss
 
     rng = np.random.default_rng(seed)
-    losses = []
-    for i in range(steps):
+    start, losses = 0, []
+    resumed = None if checkpoints is None else checkpoints.restore_latest(
+        {"params": params, "opt_state": opt_state}, rng)
+    if resumed is not None:
+        start, tree, losses = resumed
+        params, opt_state = tree["params"], tree["opt_state"]
+        if log:
+            log(f"map network: continuing from its checkpoint at step {start}/{steps}")
+    for i in range(start, steps):
         x, t, w = sample_batch(images, targets, rng, batch, crop_size, spec)
         params, opt_state, loss = step(params, opt_state, x, t, w)
         losses.append(loss)
         if log and (i + 1) % max(1, steps // 5) == 0:
-            log(f"map network step {i + 1}/{steps}: loss {float(np.mean(losses[-50:])):.5f}")
+            log(f"map network step {i + 1}/{steps}: loss {float(np.mean(np.asarray(losses[-50:], np.float32))):.5f}")
+        if checkpoints is not None and (i + 1) % checkpoints.every == 0 and i + 1 < steps:
+            losses = [float(v) for v in losses]
+            checkpoints.save(i + 1, {"params": params, "opt_state": opt_state}, rng, losses)
     return params, [float(v) for v in losses]
 
 
@@ -148,7 +160,7 @@ def read_pixels_and_shas(paths: Sequence[str | Path]) -> tuple[list, list]:
 
 def train_map_model(pixels: Sequence[np.ndarray], maps: Sequence[np.ndarray | None], spec: MapNet,
                     steps: int = MAP_STEPS, seed: int = 0, log=None, paths: Sequence = (),
-                    crop_size: int = MAP_CROP) -> MapModel:
+                    crop_size: int = MAP_CROP, checkpoints=None) -> MapModel:
     """:func:`train_map_net` on the images that have a map (None: the pipeline could not convert
     it), those left out counted in the log; a :class:`ssimjax.data.manifest.DataError` when none has one."""
     keep = [i for i, m in enumerate(maps) if m is not None]
@@ -160,14 +172,14 @@ def train_map_model(pixels: Sequence[np.ndarray], maps: Sequence[np.ndarray | No
         log(f"{len(maps) - len(keep)} training images the pipeline cannot convert (e.g. smaller than SSIM's "
             "11x11 window) are left out of the map network's training")
     params, _ = train_map_net([pixels[i] for i in keep], [maps[i] for i in keep], spec, steps=steps, seed=seed,
-                              crop_size=crop_size, log=log)
+                              crop_size=crop_size, log=log, checkpoints=checkpoints)
     return MapModel(spec, params)
 
 
 def fit_map_model(paths: Sequence[str | Path], spec: MapNet, cache_dir: str | Path, steps: int = MAP_STEPS,
-                  seed: int = 0, log=None, crop_size: int = MAP_CROP) -> MapModel:
+                  seed: int = 0, log=None, crop_size: int = MAP_CROP, checkpoints=None) -> MapModel:
     """A map network trained on the image files ``paths`` (the training rows) and their real SSIM
-    maps (:func:`cached_ssim_maps`)."""
+    maps (:func:`cached_ssim_maps`), continued from and saved to ``checkpoints`` when given."""
     pixels, shas = read_pixels_and_shas(paths)
     return train_map_model(pixels, cached_ssim_maps(paths, shas, cache_dir, log), spec, steps, seed, log, paths,
-                           crop_size)
+                           crop_size, checkpoints)

@@ -12,6 +12,8 @@ from ssimjax.config import BUILTIN_DATA, DEFAULT_TEST_SOURCE, ConfigError, Train
 
 # What a resumed run may change: only how long it goes on.
 RESUMABLE_FIELDS = ("epochs",)
+# A run folder holding any of these holds work a new run must not overwrite (--resume continues it).
+WORK = ("checkpoints", "map_net", "map_net_checkpoints")
 
 
 class RunError(RuntimeError):
@@ -26,6 +28,7 @@ class RunPlan:
     data: str | Path  # a manifest or folder, or a built-in set's name ('icons', 'generated')
     backbone: tuple[dict, dict] | None = None  # (variables, facts) of pretrained backbone weights
     saved_facts: dict = dataclasses.field(default_factory=dict)  # a resumed run's config.json facts
+    reuses_folder: bool = False  # a new run in a folder a run stopped before its first checkpoint left
 
 
 def is_builtin(data) -> bool:
@@ -101,12 +104,14 @@ def plan_run(
         if clash:
             raise ConfigError("--resume continues the run as configured; these differ: " + ", ".join(clash))
         config = saved.replace(**{k: given[k] for k in RESUMABLE_FIELDS if k in given})
-        if data is None:  # continue on the data the run started with
-            data = facts.get("data", {}).get("manifest")
+        if data is None:  # continue on the data the run started with (as asked for, if not yet read)
+            data = facts.get("data", {}).get("manifest") or facts.get("data", {}).get("requested")
         return RunPlan(config, out, True, data, saved_facts=facts)
 
-    if any((out / name).exists() for name in ("checkpoints", "backbone", "config.json")):
+    if any((out / name).exists() for name in WORK):
         raise RunError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+    # A run stopped before its first checkpoint left only its record: a new run may start there.
+    reuses_folder = any((out / name).exists() for name in ("config.json", "backbone"))
     if data is None:
         data = "icons"
     if data == "icons" and is_builtin(data) and "test_source" not in given:
@@ -120,4 +125,4 @@ def plan_run(
         if config.backbone != "resnet50":
             raise ConfigError(f"{flag_name('backbone_weights')} needs the resnet50 backbone")
         backbone = load_backbone(config)
-    return RunPlan(config, out, False, data, backbone=backbone)
+    return RunPlan(config, out, False, data, backbone=backbone, reuses_folder=reuses_folder)

@@ -15,18 +15,25 @@ from pathlib import Path
 import numpy as np
 
 from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig
-from ssimjax.data.manifest import read_manifest, split_rows
-from ssimjax.data.wordmarks import mlp_rows, wordmark_folder
+from ssimjax.data.manifest import split_rows
 from ssimjax.evaluate.metrics import quality_metrics
 from ssimjax.features.cache import default_cache_dir
 from ssimjax.features.inputs import backbone_hash, build_inputs
 from ssimjax.models.init import init_variables, with_training_start
-from ssimjax.models.mapnet import map_spec, with_map_scores
 from ssimjax.models.quality import PREDICTOR, count_params, merge_backbone
-from ssimjax.train.checkpoint import CheckpointError, RunCheckpoints, load_backbone, load_map_net
+from ssimjax.train.checkpoint import CheckpointError, RunCheckpoints, load_backbone
 from ssimjax.train.fit import fit, predict
-from ssimjax.train.folder import epoch_writer, record_start, truncate_jsonl, write_run_report, write_summary
-from ssimjax.train.mapnet import fit_map_model
+from ssimjax.train.folder import (
+    check_resumed_data,
+    clear_stale,
+    epoch_writer,
+    record_data,
+    record_start,
+    truncate_jsonl,
+    write_run_report,
+    write_summary,
+)
+from ssimjax.train.map_stage import map_score_stage
 from ssimjax.train.parallel import data_mesh, describe, round_up
 from ssimjax.train.plan import RunError, RunPlan, is_builtin, plan_run, resolve_data
 from ssimjax.train.progress import FitProgress, FitResult, TrainingError, history_keys
@@ -84,24 +91,29 @@ def train_run(
     config, out = plan.config, plan.out
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out.mkdir(parents=True, exist_ok=True)
-    data, timings = _built_data(plan.data, cache_dir, demo_count, icon_count)
+    if plan.reuses_folder:
+        log.info(f"{out}: a run stopped before its first checkpoint left "
+                 f"{', '.join(clear_stale(out))}; starting afresh there")
     mesh, devices = _devices()
     trainer = Trainer.from_config(config, mesh)
     state = _initial_state(plan)
     weights_sha = backbone_hash(state.variables)
+    record_start(plan, state, weights_sha)
+    data, timings = _built_data(plan.data, cache_dir, demo_count, icon_count)
     inputs, facts, input_timings = build_inputs(trainer, state.variables, data, cache_dir, skip_invalid, weights_sha)
     timings.update(input_timings)
+    check_resumed_data(plan, facts)
     sources, paths = inputs.pop("source"), inputs.pop("path")
     split = split_rows(sources, config.validation_split, config.seed, config.test_source)
     map_model, extra = None, None
     if config.map_net:
-        map_model, inputs, extra, map_timings = _map_score(plan, trainer, state.variables, inputs, paths[split[0]],
-                                                           paths, cache_dir, weights_sha)
+        map_model, inputs, extra, map_timings = map_score_stage(plan, trainer, state.variables, inputs,
+                                                                paths[split[0]], paths, cache_dir, weights_sha)
         timings.update(map_timings)
     train, val, test = _split_inputs(inputs, split, extra)
     facts = {**facts, **_split_facts(sources, split, synthetic=len(train["ssim"]) - len(split[0]))}
     state = _training_start(plan, state, train)
-    record_start(plan, state, facts, weights_sha, map_model)
+    record_data(plan, facts, weights_sha)
     _log_start(plan, trainer, state, facts)
     result, fit_timings = _fit(plan, state, train, val, mesh, on_epoch_end)
     timings.update(fit_timings)
@@ -131,51 +143,6 @@ def _devices():
     return mesh, devices
 
 
-def _map_score(plan: RunPlan, trainer: Trainer, variables: dict, inputs: dict, train_paths, paths, cache_dir: Path,
-               weights_sha: str) -> tuple:
-    """The map score stage: synthetic wordmarks, the SSIM-map network (trained on the training rows'
-    maps, or a resumed run's own read back) and its score appended to every row's statistics.
-    Returns ``(map model, inputs with scores, the MLP's synthetic rows or None, timings)``."""
-    config = plan.config
-    t0 = time.perf_counter()
-    extra_paths, extra = _synthetic_rows(config, trainer, variables, cache_dir, weights_sha, len(train_paths))
-    timings = {"synthetic_s": time.perf_counter() - t0}
-    t0 = time.perf_counter()
-    if plan.resume:
-        try:
-            map_model = load_map_net(plan.out, map_spec(config))
-        except CheckpointError as e:
-            raise RunError(str(e)) from None
-    else:
-        log.info(f"training the SSIM-map network on the {len(train_paths)} training images"
-                 f"{f' and {len(extra_paths)} synthetic wordmarks' if extra_paths else ''} ({config.map_steps} "
-                 f"steps of {config.map_crop} px crops)")
-        map_model = fit_map_model(list(train_paths) + extra_paths, map_spec(config), cache_dir, config.map_steps,
-                                  config.seed, log=log.info, crop_size=config.map_crop)
-        timings["map_net_train_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    inputs = dict(inputs, stats=with_map_scores(inputs["stats"], paths, map_model))
-    if extra is not None:
-        extra = dict(extra, stats=with_map_scores(extra["stats"], extra_paths[:len(extra["ssim"])], map_model))
-    timings["map_net_score_s"] = time.perf_counter() - t0
-    return map_model, inputs, extra, timings
-
-
-def _synthetic_rows(config: TrainConfig, trainer: Trainer, variables: dict, cache_dir: Path, weights_sha: str,
-                    train_rows: int) -> tuple[list[str], dict | None]:
-    """Synthetic wordmarks: more training images for the map network, and (``map_extra_mlp``) more
-    training rows for the MLP, read as any data set's; never validation or test rows. Returns
-    ``(every wordmark's path, the MLP's rows or None)``."""
-    folder = wordmark_folder(cache_dir, config.map_extra, log=log.info)
-    extra_paths = [] if folder is None else [str(row.image) for row in read_manifest(folder)[1]]
-    n_mlp = mlp_rows(len(extra_paths), train_rows) if config.map_extra_mlp else 0
-    if not n_mlp:
-        return extra_paths, None
-    extra = build_inputs(trainer, variables, folder, cache_dir, False, weights_sha, limit=n_mlp)[0]
-    del extra["source"], extra["path"]
-    return extra_paths, extra
-
-
 def _split_inputs(inputs: dict, split: tuple, extra: dict | None) -> tuple[dict, dict, dict]:
     """``(train, val, test)`` rows of ``inputs``; the synthetic rows follow the training rows."""
     train, val, test = ({k: v[idx] for k, v in inputs.items()} for idx in split)
@@ -191,8 +158,9 @@ def _split_facts(sources, split: tuple, synthetic: int) -> dict:
 
 
 def _training_start(plan: RunPlan, state, train: dict):
-    """A new run's statistics are standardised with the training rows'; its head starts at their mean SSIM."""
-    if "stats" not in train or plan.resume:
+    """The statistics are standardised with the training rows'; the head starts at their mean SSIM.
+    (A resumed run's MLP checkpoint, where there is one, then replaces all of it.)"""
+    if "stats" not in train:
         return state
     return create_train_state(plan.config, with_training_start(state.variables, plan.config, train["stats"],
                                                                train["ssim"]))

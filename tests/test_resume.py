@@ -1,0 +1,154 @@
+"""A run killed at any moment resumes to exactly what an uninterrupted run gives: the SSIM-map
+network's training continues from its checkpoints (its crops included), and a run killed before
+it wrote anything worth keeping leaves a folder a new run may take."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMINGS = ("epoch_time", "inference_time")
+
+
+def _image(seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (72, 56), "white")
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        x, y = rng.integers(0, 50, 2)
+        draw.ellipse((int(x), int(y), int(x) + 20, int(y) + 14), fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    return img
+
+
+def test_map_network_training_continues_from_its_checkpoint_exactly(tmp_path):
+    from ssimjax.data.labelling import conversion_ssim_map
+    from ssimjax.models.mapnet import MapNet
+    from ssimjax.train.checkpoint import MapNetCheckpoints
+    from ssimjax.train.mapnet import train_map_net
+
+    images = [_image(s) for s in range(3)]
+    pixels = [np.asarray(img) for img in images]
+    maps = [conversion_ssim_map(img)[1] for img in images]
+    spec = MapNet(channels=4)
+    kw = dict(steps=12, batch=4, crop_size=16, micro=2, seed=1)
+    whole, whole_losses = train_map_net(pixels, maps, spec, **kw)
+
+    class CutAfter8(MapNetCheckpoints):
+        def save(self, step, *args):
+            super().save(step, *args)
+            if step == 8:
+                raise KeyboardInterrupt  # as a kill right after the checkpoint at step 8
+
+    cut = CutAfter8(tmp_path, every=4)
+    try:
+        train_map_net(pixels, maps, spec, checkpoints=cut, **kw)
+        raise AssertionError("the training was not cut")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cut.close()
+    assert sorted(int(p.name) for p in (tmp_path / "map_net_checkpoints").iterdir() if p.name.isdigit()) == [4, 8]
+    again = MapNetCheckpoints(tmp_path, every=4)
+    logged = []
+    resumed, resumed_losses = train_map_net(pixels, maps, spec, checkpoints=again, log=logged.append, **kw)
+    again.close()
+    assert any("continuing from its checkpoint at step 8/12" in line for line in logged)
+    assert resumed_losses == whole_losses
+    for a, b in zip(whole, resumed):
+        for k in a:
+            np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
+
+
+def _train(out, data, cache, *extra):
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--data", str(data), "--out", str(out),
+           "--backbone", "tiny", "--hidden-dims", "32,16", "--batch-size", "8", "--epochs", "40", "--patience",
+           "40", "--map-steps", "80", "--map-extra", "24", "--no-report", "--no-export", "--cache-dir", str(cache),
+           *extra]
+    return cmd
+
+
+def _kill_when(cmd, ready, timeout=300):
+    """Starts ``cmd`` and kills it with SIGKILL as soon as ``ready()`` holds (or it ends first)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < timeout:
+        if ready():
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    return proc.returncode
+
+
+def _steps(folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def test_a_run_killed_at_several_moments_resumes_to_the_uninterrupted_result(tmp_path, small_dataset):
+    from ssimjax.config import TrainConfig
+    from ssimjax.models.mapnet import map_spec
+    from ssimjax.train.checkpoint import load_map_net
+
+    cache = tmp_path / "cache"
+    whole = tmp_path / "whole"
+    r = subprocess.run(_train(whole, small_dataset, cache), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+
+    run = tmp_path / "cut"
+    # (what, when to kill, what must not exist yet: the kill landed inside that stage)
+    moments = [
+        ("after config.json, before the map network", lambda: (run / "config.json").exists(),
+         ("map_net_checkpoints", "map_net")),
+        ("inside the map network's training", lambda: len(_steps(run / "map_net_checkpoints")) >= 1, ("map_net",)),
+        ("inside the MLP's epochs", lambda: len(_steps(run / "checkpoints")) >= 2, ("summary.json",)),
+    ]
+    for i, (what, ready, not_yet) in enumerate(moments):
+        cmd = _train(run, small_dataset, cache, *(["--resume"] if i else []))
+        assert _kill_when(cmd, ready) == -signal.SIGKILL, what
+        assert not any((run / name).exists() for name in not_yet), f"the kill {what} came too late"
+    r = subprocess.run(_train(run, small_dataset, cache, "--resume"), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+
+    a, b = (json.loads((p / "history.json").read_text()) for p in (whole, run))
+    assert len(a["val_loss"]) == 40
+    for key in a:
+        if key not in TIMINGS:
+            assert a[key] == b[key], key
+    spec = map_spec(TrainConfig())
+    for x, y in zip(load_map_net(whole, spec).params, load_map_net(run, spec).params):
+        for k in x:
+            np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))
+    assert not (run / "map_net_checkpoints").exists()  # removed once the network was saved
+    summary = [json.loads((p / "summary.json").read_text())["best_val_metrics"] for p in (whole, run)]
+    assert summary[0] == summary[1]
+
+
+def test_a_folder_left_before_the_first_checkpoint_is_reused_and_the_log_says_so(tmp_path, small_dataset, caplog):
+    import logging
+
+    from ssimjax.config import TrainConfig
+    from ssimjax.train.plan import RunError, plan_run
+    from ssimjax.train.run import train_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "history.json").write_text("{}")
+    config = TrainConfig(backbone="tiny", hidden_dims=(16,), batch_size=8, epochs=2, map_net=False)
+    with caplog.at_level(logging.INFO, logger="ssimjax"):
+        train_run(config, data=small_dataset, out=out, report=False)
+    assert any("stopped before its first checkpoint left config.json, history.json" in m for m in caplog.messages)
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
+    # A folder holding checkpoints holds work: only --resume may continue it.
+    try:
+        plan_run({}, out=out)
+        raise AssertionError("a folder with checkpoints was taken")
+    except RunError as e:
+        assert "already holds a run; pass --resume" in str(e)
