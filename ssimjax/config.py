@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Optional, Tuple
 
+from ssimjax.files import write_text_atomic
 from ssimjax.train.losses import BASE_LOSSES, LOSSES
 
 SCHEDULERS = ("reduce_on_plateau", "cosine_annealing", "step", "constant")
@@ -195,9 +196,8 @@ class TrainConfig:
 def save_config(path: Path, config: TrainConfig, **extra) -> None:
     """Writes ``config.json``: the training configuration plus run facts (data, versions)."""
     payload = {"train": config.to_dict(), **extra}
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)  # atomic: a run killed while writing keeps the config.json it had
+    # Whole or not at all: a run killed while writing keeps the config.json it had.
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def load_config(path: Path) -> tuple[TrainConfig, dict]:

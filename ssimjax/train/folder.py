@@ -1,11 +1,11 @@
 """A run folder's files, written as the run goes.
 
-``config.json`` (the configuration and the run's facts: data, versions, backbone), written before
-any epoch with the map network (``map_net/``) and a frozen backbone (``backbone/``), so even a run
-cut short keeps its start; ``history.json`` (rewritten after every epoch) and ``metrics.jsonl``
-(one line per epoch); ``checkpoints/`` (Orbax: latest 5 epochs and the best, by
-:mod:`ssimjax.train.checkpoint`); ``summary.json`` (best epoch, metrics, timings) at the end; and
-``report/`` (:mod:`ssimjax.evaluate.report`).
+A frozen backbone (``backbone/``) and ``config.json`` (the configuration and the run's facts:
+data, versions, backbone) first, before any work, so a run killed at any moment can be resumed;
+the data's identity added to ``config.json`` once read; ``history.json`` (rewritten after every
+epoch) and ``metrics.jsonl`` (one line per epoch); ``checkpoints/`` (Orbax: latest 5 epochs and the
+best, by :mod:`ssimjax.train.checkpoint`); ``summary.json`` (best epoch, metrics, timings) at the
+end; and ``report/`` (:mod:`ssimjax.evaluate.report`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ssimjax.config import TrainConfig, save_config
 from ssimjax.data.labelling import package_versions
+from ssimjax.files import write_text_atomic
 from ssimjax.train.checkpoint import save_backbone
 from ssimjax.train.plan import RunError, RunPlan, is_builtin
 from ssimjax.train.progress import FitResult
@@ -26,9 +27,7 @@ log = logging.getLogger("ssimjax")
 
 
 def json_dump(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
 
 
 def write_run_report(out: Path, trainer, state, val: dict, val_paths, predictions: dict, config, map_model) -> None:
@@ -50,7 +49,7 @@ def truncate_jsonl(path: Path, epochs: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] <= epochs]
-    path.write_text("".join(line + "\n" for line in keep))
+    write_text_atomic(path, "".join(line + "\n" for line in keep))
 
 
 def record_start(plan: RunPlan, state, weights_sha: str) -> None:
