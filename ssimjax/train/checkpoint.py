@@ -167,8 +167,8 @@ MAP_NET_EVERY = 500  # the map network's training steps between two of its check
 
 def map_checkpoint_interval(steps: int) -> int:
     """Steps between the map network's checkpoints: :data:`MAP_NET_EVERY` for a default run's 7,000,
-    and about ten per training for short ones."""
-    return min(MAP_NET_EVERY, max(1, steps // 10))
+    about ten per training for shorter ones, and none for trainings under 20 steps."""
+    return min(MAP_NET_EVERY, max(10, steps // 10))
 
 
 class MapNetCheckpoints:
@@ -180,8 +180,11 @@ class MapNetCheckpoints:
     def __init__(self, run_dir: str | Path, every: int = MAP_NET_EVERY):
         self.dir = Path(run_dir).absolute() / "map_net_checkpoints"
         self.every = every
-        options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+        # Written synchronously: the network is small (milliseconds a save), and a short training's
+        # back-to-back async saves left Orbax writing metadata while the interpreter shut down.
+        options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False)
         self.manager = ocp.CheckpointManager(self.dir, item_names=("state", "meta"), options=options)
+        self.closed = False
 
     def save(self, step: int, tree: dict, rng: np.random.Generator, losses: list[float]) -> None:
         # The generator's state holds 128-bit integers: kept as text so any JSON reader takes them.
@@ -201,8 +204,10 @@ class MapNetCheckpoints:
         return step, restored["state"], list(restored["meta"]["losses"])
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        if not self.closed:
+            self.manager.wait_until_finished()
+            self.manager.close()
+            self.closed = True
 
     def remove(self) -> None:
         self.close()
