@@ -104,8 +104,10 @@ def test_a_run_killed_at_several_moments_resumes_to_the_uninterrupted_result(tmp
     run = tmp_path / "cut"
     # (what, when to kill, what must not exist yet: the kill landed inside that stage)
     moments = [
-        ("after config.json, before the map network", lambda: (run / "config.json").exists(),
-         ("map_net_checkpoints", "map_net")),
+        # With the data cached, the map network starts well under a second after config.json: on
+        # a loaded machine this kill may land in its first steps, so only "before it finished".
+        ("after config.json, before the map network finished", lambda: (run / "config.json").exists(),
+         ("map_net", "checkpoints")),
         ("inside the map network's training", lambda: len(_steps(run / "map_net_checkpoints")) >= 1, ("map_net",)),
         ("inside the MLP's epochs", lambda: len(_steps(run / "checkpoints")) >= 2, ("summary.json",)),
     ]
