@@ -82,11 +82,27 @@ def test_packages_are_verified_cached_and_read_offline(registry, tmp_path):
     # Neither cache nor registry: one clear line.
     with pytest.raises(PackageError, match=r"simple-tiny@2.0.0: not in the cache .* cannot reach the npm registry"):
         fetch_tarball("simple-tiny", "2.0.0", cache, registry=offline)
-    # A cached file changed on disk is refused, not used.
+
+
+
+@pytest.mark.parametrize("damage", [lambda d: d[:-10], lambda d: d[:40] + bytes([d[40] ^ 1]) + d[41:]],
+                         ids=["truncated", "same-size-changed-byte"])
+def test_a_damaged_cached_tarball_is_reported_and_fetched_again(registry, tmp_path, caplog, damage):
+    cache = tmp_path / "cache"
+    good = fetch_tarball("@iconify-json/tiny", "1.0.0", cache, registry=registry.as_uri())
     path = cache_path(cache, "@iconify-json/tiny", "1.0.0")
-    path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(PackageError, match="integrity check failed"):
-        fetch_tarball("@iconify-json/tiny", "1.0.0", cache, registry=offline)
+    path.write_bytes(damage(path.read_bytes()))
+    # Offline, a damaged copy is never used: one clear line, and nothing returned.
+    with caplog.at_level("WARNING", logger="ssimjax"):
+        with pytest.raises(PackageError, match="not in the cache .* cannot reach the npm registry"):
+            fetch_tarball("@iconify-json/tiny", "1.0.0", cache, registry=(tmp_path / "nowhere").as_uri())
+    assert [r.getMessage() for r in caplog.records if "damaged cache entry" in r.getMessage()] == [
+        f"damaged cache entry {path} ({len(damage(good))} bytes: its sha512 does not match the integrity recorded "
+        "with it); removed, fetching it again"]
+    path.write_bytes(damage(good))
+    # With the registry there, it is fetched again and cached whole.
+    assert fetch_tarball("@iconify-json/tiny", "1.0.0", cache, registry=registry.as_uri()) == good
+    assert path.read_bytes() == good
 
 
 @pytest.mark.parametrize("corrupt", [lambda d: d[: len(d) // 2], lambda d: d[:-1] + bytes([d[-1] ^ 1])],
@@ -149,9 +165,9 @@ def test_icon_dataset_is_labelled_reproducible_and_counts_what_it_skips(registry
     for r in rows:
         assert (tmp_path / "a" / r["image"]).read_bytes() == (tmp_path / "b" / r["image"]).read_bytes()
     # Each label's SSIM map is cached as it is computed: what the map network will train on.
-    from ssimjax.train.mapnet import cached_ssim_maps
     from ssimjax.data.images import open_image, read_file
     from ssimjax.data.labelling import SSIM_MAP_BORDER, conversion_ssim_map
+    from ssimjax.train.mapnet import cached_ssim_maps
 
     files = [read_file(tmp_path / "a" / r["image"]) for r in rows]
     maps = cached_ssim_maps([None] * len(rows), [sha for _, sha in files], cache)  # no path: none recomputed

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from ssimjax.data.labelling import SSIM_MAP_BORDER, conversion_ssim, conversion_ssim_map
 from ssimjax.models.mapnet import MapNet, cell_targets, init_map_net, map_net_apply, map_scores, predict_maps
 from ssimjax.train.mapnet import map_loss, map_loss_and_grad, train_map_net
-from ssimjax.data.labelling import SSIM_MAP_BORDER, conversion_ssim, conversion_ssim_map
 
 
 def logo(seed: int, size=(61, 44)) -> Image.Image:
@@ -123,7 +123,7 @@ def test_compare_models_runs_the_map_candidate(small_dataset, tmp_path):
     # The set's maps and those of the synthetic wordmarks the map network also trains on.
     wordmarks = list(csv.DictReader(open(cache / "wordmarks" / "v1-n5-seed0" / "labels.csv")))
     assert 1 <= len(wordmarks) <= 5
-    assert len(list((cache / "ssim-maps").glob("*.npz"))) == len(rows) + len(wordmarks)
+    assert len(list((cache / "ssim-maps").glob("*.npz.entry"))) == len(rows) + len(wordmarks)
 
 
 def test_torch_map_net_predicts_what_the_jax_one_predicts():
@@ -152,8 +152,8 @@ def test_torch_map_net_predicts_what_the_jax_one_predicts():
 
 
 def test_images_the_pipeline_cannot_convert_are_left_out_of_map_training(tmp_path):
-    from ssimjax.train.mapnet import fit_map_model
     from ssimjax.data.manifest import DataError
+    from ssimjax.train.mapnet import fit_map_model
 
     paths = []
     for i, size in enumerate([(61, 44), (5, 5), (40, 33)]):

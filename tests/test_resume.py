@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,16 +92,35 @@ def _steps(folder: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
-def test_a_run_killed_at_several_moments_resumes_to_the_uninterrupted_result(tmp_path, small_dataset):
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory, small_dataset):
+    """An uninterrupted run, alone on its cache: what every interrupted or concurrent run must give."""
+    root = tmp_path_factory.mktemp("alone")
+    r = subprocess.run(_train(root / "run", small_dataset, root / "cache"), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return root / "run", root / "cache"
+
+
+def _same_result(whole: Path, run: Path) -> None:
     from ssimjax.config import TrainConfig
     from ssimjax.models.mapnet import map_spec
     from ssimjax.train.checkpoint import load_map_net
 
-    cache = tmp_path / "cache"
-    whole = tmp_path / "whole"
-    r = subprocess.run(_train(whole, small_dataset, cache), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    a, b = (json.loads((p / "history.json").read_text()) for p in (whole, run))
+    assert len(a["val_loss"]) == 40
+    for key in a:
+        if key not in TIMINGS:
+            assert a[key] == b[key], key
+    spec = map_spec(TrainConfig())
+    for x, y in zip(load_map_net(whole, spec).params, load_map_net(run, spec).params):
+        for k in x:
+            np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))
+    summary = [json.loads((p / "summary.json").read_text())["best_val_metrics"] for p in (whole, run)]
+    assert summary[0] == summary[1]
 
+
+def test_a_run_killed_at_several_moments_resumes_to_the_uninterrupted_result(tmp_path, small_dataset, alone):
+    whole, cache = alone
     run = tmp_path / "cut"
     # (what, when to kill, what must not exist yet: the kill landed inside that stage)
     moments = [
@@ -117,19 +137,75 @@ def test_a_run_killed_at_several_moments_resumes_to_the_uninterrupted_result(tmp
         assert not any((run / name).exists() for name in not_yet), f"the kill {what} came too late"
     r = subprocess.run(_train(run, small_dataset, cache, "--resume"), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-
-    a, b = (json.loads((p / "history.json").read_text()) for p in (whole, run))
-    assert len(a["val_loss"]) == 40
-    for key in a:
-        if key not in TIMINGS:
-            assert a[key] == b[key], key
-    spec = map_spec(TrainConfig())
-    for x, y in zip(load_map_net(whole, spec).params, load_map_net(run, spec).params):
-        for k in x:
-            np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))
+    _same_result(whole, run)
     assert not (run / "map_net_checkpoints").exists()  # removed once the network was saved
-    summary = [json.loads((p / "summary.json").read_text())["best_val_metrics"] for p in (whole, run)]
-    assert summary[0] == summary[1]
+
+
+def test_two_runs_sharing_an_empty_cache_give_what_each_gives_alone(tmp_path, small_dataset, alone):
+    cache = tmp_path / "shared-cache"
+    runs = [tmp_path / "a", tmp_path / "b"]
+    procs = [subprocess.Popen(_train(run, small_dataset, cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for run in runs]
+    errors = [proc.communicate(timeout=600)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], errors
+    for run in runs:
+        _same_result(alone[0], run)
+    # The minutes of shared work were done once: one of the two waited for the other's.
+    assert sum("waiting for another process" in e for e in errors) >= 1, errors
+    assert not list(cache.rglob("*.tmp")) and not list(cache.rglob("*.partial"))
+
+
+def _fill(folder: Path) -> Path:
+    """A file taking every free byte of ``folder``'s filesystem."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for size in (1 << 20, 1 << 12):
+            try:
+                while True:
+                    f.write(b"\1" * size)
+            except OSError:
+                pass
+    return filler
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB tmpfs the test may fill."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_during_the_epochs_is_one_line_and_resume_continues(small_disk, small_dataset, alone):
+    whole, cache = alone
+    run = small_disk / "run"
+    proc = subprocess.Popen(_train(run, small_dataset, cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    t0 = time.monotonic()
+    while len(_steps(run / "checkpoints")) < 3 and proc.poll() is None and time.monotonic() - t0 < 300:
+        time.sleep(0.02)
+    filler = _fill(small_disk)
+    _, err = proc.communicate(timeout=600)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    last = lines[-1]
+    assert last.startswith("error: cannot write ") and str(run) in last, last
+    assert "space left on device" in last.lower(), last
+    assert not (run / "summary.json").exists()
+    kept = _steps(run / "checkpoints")
+    assert kept, "the last good checkpoint is kept"
+    filler.unlink()
+    r = subprocess.run(_train(run, small_dataset, cache, "--resume"), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming after epoch {kept[-1] + 1} " in r.stderr, r.stderr[-2000:]
+    _same_result(whole, run)
 
 
 def test_a_folder_left_before_the_first_checkpoint_is_reused_and_the_log_says_so(tmp_path, small_dataset, caplog):

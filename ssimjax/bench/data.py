@@ -13,17 +13,19 @@ def _label_one(args):
     img = generate_image(7, index)[0].resize((224, 224))
     name = f"images/bench_{index:04d}.png"
     img.save(Path(out) / name)
-    return name, conversion_ssim(img)
+    return index, [name, conversion_ssim(img)], [name]
 
 
 def bench_data(cache_dir: Path, count: int) -> Path:
     """``count`` generated logo-like images of 224x224, labelled by the real pipeline; cached."""
-    from ssimjax.data.labelling import build_cached, run_jobs
+    from ssimjax.data.build import build_cached, resumable_jobs
+    from ssimjax.files import write_text_atomic
 
-    def build(tmp: Path):
-        (tmp / "images").mkdir(parents=True)
-        rows = run_jobs(_label_one, [(i, str(tmp)) for i in range(count)])
-        (tmp / "labels.csv").write_text("image,ssim\n" + "".join(f"{n},{s:.6f}\n" for n, s in rows))
+    def build(folder: Path):
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        jobs = {i: (i, str(folder)) for i in range(count)}
+        rows = resumable_jobs(folder, _label_one, jobs, {"kind": "bench", "count": count})
+        write_text_atomic(folder / "labels.csv", "image,ssim\n" + "".join(f"{n},{s:.6f}\n" for _, (n, s) in rows))
 
     return build_cached(cache_dir / "bench" / f"v1-n{count}", build)
 

@@ -43,8 +43,19 @@ def _usage() -> str:
 
 
 def run_command(name: str, argv: list[str] | None = None) -> int:
-    """Runs one command's ``main`` with ``argv`` (default: the process's arguments)."""
-    return importlib.import_module(COMMANDS[name][0]).main(argv)
+    """Runs one command's ``main`` with ``argv`` (default: the process's arguments). A file the
+    disk refused (full, over quota, read-only) ends any command with one line naming it."""
+    from ssimjax.cli.common import fail
+    from ssimjax.files import StorageError, disk_error, is_disk_error
+
+    try:
+        return importlib.import_module(COMMANDS[name][0]).main(argv)
+    except StorageError as e:
+        fail(str(e), 1)
+    except OSError as e:
+        if not is_disk_error(e):
+            raise
+        fail(str(disk_error(e.filename or "a file", e)), 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Build labelled images: real logos from public icon sets (icons, fetched "
                                 "from the npm registry by pinned version, or read from the cache offline) or "
                                 "generated logo-like images (offline); each labelled with the SSIM of its VTracer -> "
-                                "resvg round trip. Writes DIR/images/*, DIR/labels.csv and DIR/labels_meta.json.")
+                                "resvg round trip. Writes DIR/images/*, DIR/labels.csv, DIR/labels_meta.json and "
+                                "DIR/SHA256SUMS; "
+                                "a build interrupted halfway continues where it stopped when run again.")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--source", choices=("icons", "generated"), default="icons", help="default icons")
     p.add_argument("--count", type=int, required=True, help="number of images")
@@ -29,10 +31,12 @@ def main(argv=None) -> int:
         p.error(f"--workers: must be >= 1 (got {args.workers})")
     from tqdm.auto import tqdm
 
+    from ssimjax.data.build import write_checksums
     from ssimjax.data.demo import make_dataset
     from ssimjax.data.logoset import make_icon_dataset
     from ssimjax.data.npm import PackageError
 
+    _cli.setup_logging()
     t0 = time.perf_counter()
     with tqdm(total=args.count, unit="img", disable=None) as bar:
         try:
@@ -43,6 +47,7 @@ def main(argv=None) -> int:
                 labels = make_dataset(args.out, args.count, args.seed, workers=args.workers, progress=bar.update)
         except PackageError as e:
             _cli.fail(str(e), 1)
+    write_checksums(args.out)
     rows = sum(1 for _ in open(labels)) - 1
     print(f"wrote {rows} labelled images to {labels} in {time.perf_counter() - t0:.1f}s")
     return 0

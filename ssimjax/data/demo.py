@@ -12,7 +12,7 @@ This module does not import JAX, so worker processes start quickly.
 
 from __future__ import annotations
 
-import csv
+import io
 import json
 from pathlib import Path
 
@@ -20,14 +20,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ssimjax.config import DEFAULT_DEMO_COUNT
-from ssimjax.data.labelling import (
-    SSIM_SETTINGS,
-    VTRACER_DEFAULTS,
-    build_cached,
-    conversion_ssim,
-    package_versions,
-    run_jobs,
-)
+from ssimjax.data.build import build_cached, resumable_jobs
+from ssimjax.data.labelling import SSIM_SETTINGS, VTRACER_DEFAULTS, conversion_ssim, package_versions
+from ssimjax.files import write_bytes_atomic, write_csv, write_text_atomic
 
 DEMO_VERSION = 1
 KINDS = ("flat", "text", "gradient", "texture", "noisy", "blurred")
@@ -122,32 +117,34 @@ def _make_one(args):
     seed, index, out_dir = args
     img, kind = generate_image(seed, index)
     name = f"images/demo_{index:05d}.png"
-    img.save(Path(out_dir) / name, format="PNG")
-    return index, name, conversion_ssim(img), kind
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    write_bytes_atomic(Path(out_dir) / name, buf.getvalue())
+    return index, [name, conversion_ssim(img), kind], [name]
 
 
 def make_dataset(out: str | Path, count: int, seed: int = 0, workers: int | None = None, progress=None) -> Path:
     """Generates ``count`` images and writes them with ``labels.csv`` and ``labels_meta.json``.
 
-    Work is spread over ``workers`` processes (default: every core). Returns the labels path.
+    Work is spread over ``workers`` processes (default: every core). A build killed halfway
+    continues where it stopped when called again with the same folder (:mod:`ssimjax.data.build`).
+    Returns the labels path.
     """
     if count < 1:
         raise ValueError(f"count must be >= 1 (got {count})")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    results = sorted(run_jobs(_make_one, [(seed, i, str(out)) for i in range(count)], workers, progress))
+    identity = dict(kind="demo", version=DEMO_VERSION, count=count, seed=seed)
+    results = resumable_jobs(out, _make_one, {i: (seed, i, str(out)) for i in range(count)}, identity, workers,
+                             progress)
     labels = out / "labels.csv"
-    with open(labels, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "ssim", "kind"])
-        for _, name, ssim, kind in results:
-            writer.writerow([name, f"{ssim:.6f}", kind])
+    write_csv(labels, ["image", "ssim", "kind"], [(name, f"{ssim:.6f}", kind) for _, (name, ssim, kind) in results])
     meta = dict(
         count=count, seed=seed, demo_version=DEMO_VERSION, vtracer_parameters=VTRACER_DEFAULTS,
         render="resvg-py, original size, white background", ssim=SSIM_SETTINGS,
         versions=package_versions("vtracer", "resvg-py", "scikit-image", "pillow"),
     )
-    (out / "labels_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out / "labels_meta.json", json.dumps(meta, indent=2) + "\n")
     return labels
 
 
@@ -156,4 +153,4 @@ def demo_dataset(cache_dir: str | Path, count: int = DEFAULT_DEMO_COUNT, seed: i
     final = Path(cache_dir) / "demo" / f"v{DEMO_VERSION}-n{count}-seed{seed}"
     if log and not (final / "labels.csv").is_file():
         log(f"building the demo set ({count} images, seed {seed}) in {final}")
-    return build_cached(final, lambda tmp: make_dataset(tmp, count, seed, progress=progress))
+    return build_cached(final, lambda tmp: make_dataset(tmp, count, seed, progress=progress), log)

@@ -1,6 +1,6 @@
 """The real labelling pipeline: VTracer converts an image to SVG, resvg renders the SVG at the
 original size on white, and scikit-image's ``structural_similarity`` compares render and original
-on luminance. Also the cached-build helper both built-in data sets use.
+on luminance. Also the worker pool the data builds use.
 
 This module does not import JAX, so worker processes start quickly.
 """
@@ -10,13 +10,14 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
-import shutil
-import tempfile
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ssimjax.files import read_entry, write_entry
 
 # Recorded with the labels; VTracer's own defaults (these are the values its Python binding
 # uses when a parameter is left out, which is how we call it).
@@ -92,18 +93,34 @@ def conversion_ssim(img: Image.Image) -> float:
 
 
 def ssim_map_path(cache_dir: str | Path, image_sha: str) -> Path:
-    """Where an image file's SSIM map is cached: ``cache_dir/ssim-maps/<sha256 of the file>.npz``."""
-    return Path(cache_dir) / "ssim-maps" / f"{image_sha}.npz"
+    """Where an image file's SSIM map is cached: ``cache_dir/ssim-maps/<sha256 of the file>.npz.entry``
+    (a checksummed entry, :func:`ssimjax.files.write_entry`)."""
+    return Path(cache_dir) / "ssim-maps" / f"{image_sha}.npz.entry"
 
 
 def save_ssim_map(cache_dir: str | Path, image_sha: str, ssim_map: np.ndarray) -> None:
-    """Caches an image file's SSIM map (float16, compressed), atomically: never half a file."""
+    """Caches an image file's SSIM map (float16, compressed), atomically and checksummed."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, map=np.asarray(ssim_map, np.float16))
+    write_entry(ssim_map_path(cache_dir, image_sha), buf.getvalue())
+
+
+def load_ssim_map(cache_dir: str | Path, image_sha: str) -> np.ndarray | None:
+    """An image file's cached SSIM map (float16); None when not cached, or damaged (reported and
+    removed)."""
     path = ssim_map_path(cache_dir, image_sha)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    with os.fdopen(fd, "wb") as f:
-        np.savez_compressed(f, map=np.asarray(ssim_map, np.float16))
-    os.replace(tmp, path)
+    payload = read_entry(path)
+    if payload is not None:
+        return np.load(io.BytesIO(payload))["map"]
+    # A map cached before entries carried a checksum (a plain .npz), kept rather than recomputed.
+    legacy = path.with_name(f"{image_sha}.npz")
+    try:
+        ssim_map = np.load(legacy)["map"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+    save_ssim_map(cache_dir, image_sha, ssim_map)
+    legacy.unlink(missing_ok=True)
+    return ssim_map
 
 
 def package_versions(*names: str) -> dict:
@@ -117,42 +134,25 @@ def package_versions(*names: str) -> dict:
     return out
 
 
-def build_cached(final: Path, build) -> Path:
-    """``final``, built by ``build(folder)`` in a temporary folder beside it on first use, then
-    renamed into place whole: an interrupted build is never mistaken for a set."""
-    if (final / "labels.csv").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
-    try:
-        build(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first
-            if not (final / "labels.csv").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def run_jobs(fn, jobs: list, workers: int | None = None, progress=None, chunks_per_worker: int = 8) -> list:
-    """``[fn(job) for job in jobs]`` over ``workers`` processes (default: every core), in any
-    order; ``progress(1)`` after each. ``fn`` must be a module-level function."""
+def iter_jobs(fn, jobs: list, workers: int | None = None, progress=None, chunks_per_worker: int = 8):
+    """``fn(job)`` for each job, yielded as they finish (in any order) from ``workers`` processes
+    (default: every core); ``progress(1)`` after each. ``fn`` must be a module-level function."""
     workers = min(workers or os.cpu_count() or 1, len(jobs))
-    results = []
     if workers > 1:
         # spawn, not fork: the parent may already run JAX's threads.
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             chunk = max(1, len(jobs) // (workers * chunks_per_worker))
             for r in pool.imap_unordered(fn, jobs, chunksize=chunk):
-                results.append(r)
+                yield r
                 if progress:
                     progress(1)
     else:
         for job in jobs:
-            results.append(fn(job))
+            yield fn(job)
             if progress:
                 progress(1)
-    return results
+
+
+def run_jobs(fn, jobs: list, workers: int | None = None, progress=None, chunks_per_worker: int = 8) -> list:
+    """``[fn(job) for job in jobs]`` over ``workers`` processes, in any order (:func:`iter_jobs`)."""
+    return list(iter_jobs(fn, jobs, workers, progress, chunks_per_worker))

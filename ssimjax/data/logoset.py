@@ -8,7 +8,6 @@ to the cache (:func:`ssimjax.data.labelling.ssim_map_path`). This module does no
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections import Counter
@@ -16,16 +15,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ssimjax.config import DEFAULT_ICON_COUNT
+from ssimjax.data.build import build_cached, resumable_jobs
 from ssimjax.data.icons import DEFAULT_SOURCES, ICONS_VERSION, Source, choose_icons, draw_recipe, rasterise, source_svgs
-from ssimjax.data.labelling import (
-    SSIM_SETTINGS,
-    VTRACER_DEFAULTS,
-    build_cached,
-    conversion_ssim_map,
-    package_versions,
-    run_jobs,
-    save_ssim_map,
-)
+from ssimjax.data.labelling import SSIM_SETTINGS, VTRACER_DEFAULTS, conversion_ssim_map, package_versions, save_ssim_map
+from ssimjax.files import write_bytes_atomic, write_csv, write_text_atomic
 
 
 def _make_one(job):
@@ -35,13 +28,13 @@ def _make_one(job):
         img, data = rasterise(svg, recipe)
         ssim, ssim_map = conversion_ssim_map(img)
     except Exception as e:  # resvg or VTracer refusing one icon must not stop the set
-        return index, None, f"{type(e).__name__}: {str(e)[:120]}"
+        return index, {"skipped": f"{type(e).__name__}: {str(e)[:120]}"}, []
     ext = "jpg" if recipe["format"] == "jpeg" else "png"
     name = f"images/{index:05d}_{source}.{ext}"
-    (Path(out_dir) / name).write_bytes(data)
+    write_bytes_atomic(Path(out_dir) / name, data)
     # The label's per-pixel map, cached for the map network to train on (no second conversion).
     save_ssim_map(maps_dir, hashlib.sha256(data).hexdigest(), ssim_map)
-    return index, (name, ssim, source, icon, recipe), None
+    return index, {"row": [name, ssim, source, icon, recipe]}, [name]
 
 
 def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int | None = None, progress=None,
@@ -59,19 +52,17 @@ def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int |
     picks = choose_icons({s: list(v) for s, v in svgs.items()}, count, seed)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    jobs = [(i, s, icon, svgs[s][icon], seed, str(out), str(cache_dir)) for i, (s, icon) in enumerate(picks)]
-    results = sorted(run_jobs(_make_one, jobs, workers, progress, chunks_per_worker=16), key=lambda r: r[0])
-    skipped = Counter(why.split(":")[0] for _, row, why in results if row is None)
+    jobs = {i: (i, s, icon, svgs[s][icon], seed, str(out), str(cache_dir)) for i, (s, icon) in enumerate(picks)}
+    identity = dict(kind="icons", version=ICONS_VERSION, count=count, seed=seed,
+                    sources=[f"{s.package}@{s.version}" for s in sources])
+    results = [r for _, r in resumable_jobs(out, _make_one, jobs, identity, workers, progress, chunks_per_worker=16)]
+    skipped = Counter(r["skipped"].split(":")[0] for r in results if "skipped" in r)
     if log and skipped:
         log(f"skipped {sum(skipped.values())} icons that could not be drawn or converted: {dict(skipped)}")
     labels = out / "labels.csv"
-    with open(labels, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "ssim", "source", "icon", "recipe"])
-        for _, row, _ in results:
-            if row is not None:
-                name, ssim, source, icon, recipe = row
-                writer.writerow([name, f"{ssim:.6f}", source, icon, json.dumps(recipe, sort_keys=True)])
+    write_csv(labels, ["image", "ssim", "source", "icon", "recipe"],
+              [(name, f"{ssim:.6f}", source, icon, json.dumps(recipe, sort_keys=True))
+               for name, ssim, source, icon, recipe in (r["row"] for r in results if "row" in r)])
     meta = dict(
         kind="icons", count=count, written=count - sum(skipped.values()), skipped=dict(skipped), seed=seed,
         icons_version=ICONS_VERSION,
@@ -79,7 +70,7 @@ def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int |
         vtracer_parameters=VTRACER_DEFAULTS, render="resvg-py, original size, white background", ssim=SSIM_SETTINGS,
         versions=package_versions("vtracer", "resvg-py", "scikit-image", "pillow"),
     )
-    (out / "labels_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out / "labels_meta.json", json.dumps(meta, indent=2) + "\n")
     return labels
 
 
@@ -91,4 +82,4 @@ def icon_dataset(cache_dir: str | Path, count: int = DEFAULT_ICON_COUNT, seed: i
         log(f"building the real-logo set ({count} images from {len(DEFAULT_SOURCES)} icon sets, seed {seed}) "
             f"in {final}")
     return build_cached(final, lambda tmp: make_icon_dataset(tmp, count, seed, progress=progress,
-                                                             cache_dir=cache_dir, log=log))
+                                                             cache_dir=cache_dir, log=log), log)

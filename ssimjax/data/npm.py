@@ -2,7 +2,8 @@
 integrity verified, cached on disk, and read offline from the cache afterwards.
 
 Nothing half-written is ever cached: a tarball is verified in memory and renamed into place
-whole. This module does not import JAX.
+whole. A cached copy that no longer matches its integrity (truncated or altered on disk) is
+reported in one line and fetched again. This module does not import JAX.
 """
 
 from __future__ import annotations
@@ -11,20 +12,25 @@ import base64
 import hashlib
 import io
 import json
+import logging
 import os
 import tarfile
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from ssimjax.files import disk_error, write_bytes_atomic
+
 DEFAULT_REGISTRY = "https://registry.npmjs.org"
+log = logging.getLogger("ssimjax")
 
 
 def registry_url() -> str:
     """``$SSIMJAX_NPM_REGISTRY`` (a mirror, or a file:// folder laid out as the registry), else npm's."""
     return os.environ.get("SSIMJAX_NPM_REGISTRY", DEFAULT_REGISTRY).rstrip("/")
+
+
 TIMEOUT_S = 60
 
 
@@ -76,8 +82,14 @@ def fetch_tarball(name: str, version: str, cache_dir: str | Path, registry: str 
     meta_path = path.with_suffix(".integrity")
     if path.is_file() and meta_path.is_file():
         data = path.read_bytes()
-        check_integrity(data, meta_path.read_text().strip(), f"{what} (cached at {path})")
-        return data
+        try:
+            check_integrity(data, meta_path.read_text().strip(), f"{what} (cached at {path})")
+            return data
+        except (PackageError, UnicodeDecodeError):  # a damaged copy is never used: fetched again
+            log.warning(f"damaged cache entry {path} ({len(data)} bytes: its sha512 does not match the integrity "
+                        "recorded with it); removed, fetching it again")
+            path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
     try:
         info = json.loads(_get(f"{registry}/{urllib.parse.quote(name, safe='@')}/{version}"))
         dist = info["dist"]
@@ -89,12 +101,12 @@ def fetch_tarball(name: str, version: str, cache_dir: str | Path, registry: str 
     data = _get(tarball_url)
     check_integrity(data, integrity, what)
     _tar_members(data, what)  # a verified tarball that does not unpack is still refused
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for target, payload in ((path, data), (meta_path, integrity.encode())):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, target)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise disk_error(path, e) from None
+    write_bytes_atomic(path, data)
+    write_bytes_atomic(meta_path, integrity.encode())  # last: a tarball without it is fetched again
     return data
 
 

@@ -15,7 +15,6 @@ This module does not import JAX, so worker processes start quickly.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -25,8 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ssimjax.data.build import build_cached, resumable_jobs
 from ssimjax.data.icons import compose
-from ssimjax.data.labelling import build_cached, conversion_ssim_map, run_jobs, save_ssim_map
+from ssimjax.data.labelling import conversion_ssim_map, save_ssim_map
+from ssimjax.files import write_bytes_atomic, write_csv, write_text_atomic
 
 WORDMARKS_VERSION = 1
 KINDS = ("word", "mark_and_word", "line_art")
@@ -124,35 +125,34 @@ def _make_one(job):
     try:
         ssim, ssim_map = conversion_ssim_map(Image.open(io.BytesIO(data)))
     except Exception:  # one image the pipeline refuses (e.g. smaller than SSIM's window) is left out
-        return index, None
+        return index, None, []
     name = f"images/{index:05d}_{kind}.{ext}"
-    (Path(out_dir) / name).write_bytes(data)
+    write_bytes_atomic(Path(out_dir) / name, data)
     save_ssim_map(maps_dir, hashlib.sha256(data).hexdigest(), ssim_map)
-    return index, (name, ssim, kind)
+    return index, [name, ssim, kind], [name]
 
 
 def wordmark_folder(cache_dir: str | Path, count: int, seed: int = 0, log=None) -> Path | None:
     """The folder of a set of ``count`` labelled synthetic wordmarks (its ``labels.csv`` a manifest
-    like any data set's), built on first use (over every core) and cached under ``cache_dir``; their
-    SSIM maps go to the SSIM-map cache. None for ``count`` 0."""
+    like any data set's), built on first use (over every core, continued if interrupted) and cached
+    under ``cache_dir``; their SSIM maps go to the SSIM-map cache. None for ``count`` 0."""
     if count == 0:
         return None
     final = Path(cache_dir) / "wordmarks" / f"v{WORDMARKS_VERSION}-n{count}-seed{seed}"
 
-    def build(tmp: Path) -> None:
-        (tmp / "images").mkdir(parents=True)
-        rows = [r for _, r in sorted(run_jobs(_make_one, [(i, seed, str(tmp), str(cache_dir)) for i in range(count)]))
-                if r is not None]
-        with (tmp / "labels.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["image", "ssim", "source", "icon"])
-            writer.writerows([(name, f"{ssim:.6f}", "wordmarks", kind) for name, ssim, kind in rows])
-        (tmp / "labels_meta.json").write_text(json.dumps(
+    def build(folder: Path) -> None:
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        jobs = {i: (i, seed, str(folder), str(cache_dir)) for i in range(count)}
+        identity = dict(kind="wordmarks", version=WORDMARKS_VERSION, count=count, seed=seed)
+        rows = [r for _, r in resumable_jobs(folder, _make_one, jobs, identity) if r is not None]
+        write_csv(folder / "labels.csv", ["image", "ssim", "source", "icon"],
+                  [(name, f"{ssim:.6f}", "wordmarks", kind) for name, ssim, kind in rows])
+        write_text_atomic(folder / "labels_meta.json", json.dumps(
             {"version": WORDMARKS_VERSION, "count": count, "seed": seed, "labelled": len(rows)}, indent=2) + "\n")
 
     if log and not (final / "labels.csv").is_file():
         log(f"drawing and labelling {count} synthetic wordmarks in {final}")
-    return build_cached(final, build)
+    return build_cached(final, build, log)
 
 
 def mlp_rows(count: int, train_rows: int) -> int:

@@ -3,14 +3,15 @@
 A cached feature is keyed by the image file's content (sha256), the backbone's weights (sha256 of
 every array, in path order) and :data:`ssimjax.data.images.PREPROCESS_VERSION`; cached statistics
 by the image's sha256 and :data:`ssimjax.features.stats.STATS_VERSION`: a changed image, backbone,
-preprocessing or statistic never reuses a stale entry. Entries are written atomically.
+preprocessing or statistic never reuses a stale entry. Entries are written atomically and carry
+their checksum (:mod:`ssimjax.files`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import jax
@@ -18,6 +19,7 @@ import numpy as np
 
 from ssimjax.data.images import PREPROCESS_VERSION
 from ssimjax.features.stats import STATS_VERSION
+from ssimjax.files import read_entry, write_entry
 from ssimjax.models.quality import split_backbone
 
 
@@ -39,27 +41,38 @@ def weights_hash(tree) -> str:
 
 
 class ArrayCache:
-    """One ``.npy`` per image (by its sha256) under a folder."""
+    """One array per image (by its sha256) under a folder, each entry checksummed
+    (:func:`ssimjax.files.write_entry`): a damaged entry is reported, removed and recomputed."""
+
+    SUFFIX = ".npy.entry"
 
     def __init__(self, folder: str | Path):
         self.dir = Path(folder)
 
     def _path(self, image_sha: str) -> Path:
-        return self.dir / image_sha[:2] / f"{image_sha}.npy"
+        return self.dir / image_sha[:2] / f"{image_sha}{self.SUFFIX}"
 
     def get(self, image_sha: str) -> np.ndarray | None:
-        try:
-            return np.load(self._path(image_sha))
-        except (OSError, ValueError):
-            return None
+        payload = read_entry(self._path(image_sha))
+        if payload is None:
+            return self._migrate(image_sha)
+        return np.load(io.BytesIO(payload))
 
     def put(self, image_sha: str, features: np.ndarray) -> None:
-        path = self._path(image_sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(features, np.float32))
-        os.replace(tmp, path)  # atomic: readers never see half a file
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(features, np.float32))
+        write_entry(self._path(image_sha), buf.getvalue())
+
+    def _migrate(self, image_sha: str) -> np.ndarray | None:
+        # Entries written before they carried a checksum (plain .npy), kept rather than recomputed.
+        legacy = self._path(image_sha).with_name(f"{image_sha}.npy")
+        try:
+            value = np.load(legacy)
+        except (OSError, ValueError):
+            return None
+        self.put(image_sha, value)
+        legacy.unlink(missing_ok=True)
+        return value
 
 
 def feature_cache(root: str | Path, weights_sha: str, pooled_stages: str = "last") -> ArrayCache:

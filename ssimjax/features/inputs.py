@@ -6,6 +6,7 @@ the image statistics (:mod:`ssimjax.features.stats`) when the model takes them, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -18,6 +19,7 @@ from ssimjax.data.images import PREPROCESS_VERSION, ImageError, open_image, read
 from ssimjax.data.manifest import Problem, file_sha256, raise_for_problems, read_manifest
 from ssimjax.features.cache import ArrayCache, backbone_hash, feature_cache, stats_cache
 from ssimjax.features.stats import STATS_VERSION, image_statistics
+from ssimjax.files import file_lock
 from ssimjax.models.mapnet import MapModel, with_map_scores
 from ssimjax.train.batching import apply_in_batches
 from ssimjax.train.parallel import replicate, round_up
@@ -66,18 +68,22 @@ def build_inputs(trainer: Trainer, variables: dict, data: str | Path, cache_dir:
     cache = feature_cache(cache_dir, weights_sha or backbone_hash(variables), trainer.model.pooled_stages) \
         if extract else None
     scache = stats_cache(cache_dir) if trainer.model.num_stats > 0 else None
-    read = _read_images(rows, trainer.freeze_backbone, cache, scache)
-    problems = problems + read.problems
-    raise_for_problems(manifest, problems, len(read.kept), skip_invalid, log=log.warning)
-    timings = {"data_s": time.perf_counter() - t0}
-    if scache is not None:
-        timings["stats_s"] = read.stats_s
-        log.info(f"image statistics: {read.stats_computed} computed, {len(read.stats) - read.stats_computed} "
-                 "from the cache")
-
-    t1 = time.perf_counter()
-    inputs = _image_inputs(trainer, variables, read, cache)
-    timings.update(features_s=time.perf_counter() - t1, features_computed=len(read.todo))
+    # One process at a time computes a shared cache's entries: a second run waits, then reads them.
+    caching = cache is not None or scache is not None
+    lock = file_lock(Path(cache_dir) / ".inputs.lock", "computing image statistics and features", log.info) \
+        if caching else contextlib.nullcontext()
+    with lock:
+        read = _read_images(rows, trainer.freeze_backbone, cache, scache)
+        problems = problems + read.problems
+        raise_for_problems(manifest, problems, len(read.kept), skip_invalid, log=log.warning)
+        timings = {"data_s": time.perf_counter() - t0}
+        if scache is not None:
+            timings["stats_s"] = read.stats_s
+            log.info(f"image statistics: {read.stats_computed} computed, {len(read.stats) - read.stats_computed} "
+                     "from the cache")
+        t1 = time.perf_counter()
+        inputs = _image_inputs(trainer, variables, read, cache)
+        timings.update(features_s=time.perf_counter() - t1, features_computed=len(read.todo))
     kept_rows = [row for row, _ in read.kept]
     if scache is not None:
         inputs["stats"] = np.stack([read.stats[sha] for _, sha in read.kept]).astype(np.float32)

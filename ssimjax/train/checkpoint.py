@@ -13,8 +13,10 @@ before the MLP, is checkpointed as it trains (``map_net_checkpoints/``) and writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import jax
@@ -22,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import AnyPreservationPolicy, BestN, LatestN
 
+from ssimjax.files import is_disk_error
 from ssimjax.models.mapnet import MapModel, MapNet, init_map_net
 from ssimjax.models.quality import merge_backbone, split_backbone
 from ssimjax.train.state import TrainState
@@ -31,6 +34,48 @@ KEEP_LATEST = 5
 
 class CheckpointError(RuntimeError):
     pass
+
+
+UNFINISHED = "*.orbax-checkpoint-tmp*"  # Orbax writes a checkpoint here, then renames it into place
+
+
+def remove_unfinished(run_dir: str | Path) -> None:
+    """Removes the checkpoints a kill or a full disk left half-written (Orbax never reads them, but
+    they hold the space a resumed run needs)."""
+    run_dir = Path(run_dir)
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "map_net_checkpoints"):
+        for path in folder.glob(UNFINISHED) if folder.is_dir() else ():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _quiet_abandoned_writes() -> None:
+    """After a failed save, TensorStore's callbacks for the writes Orbax abandoned find their event
+    loop closed and each report it as an unraisable error at exit: noise once the failure is said."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
+@contextlib.contextmanager
+def _writing(run_dir: Path, what: str, kept=None):
+    """Turns a disk's refusal inside Orbax (a ValueError or OSError deep in TensorStore) into one
+    line: what could not be written, where, and what is kept; the half-written checkpoint is removed."""
+    try:
+        yield
+    except Exception as e:
+        if not is_disk_error(e):
+            raise
+        _quiet_abandoned_writes()
+        remove_unfinished(run_dir)
+        reason = "no space left on device" if "No space left" in str(e) else \
+            (getattr(e, "strerror", None) or "the disk refused the write")
+        kept_note = f"; {kept()}" if kept else ""
+        raise CheckpointError(f"cannot write {what} in {run_dir}: {reason}{kept_note}; "
+                              "free space and continue with --resume") from None
 
 
 def _metric_key(metrics):
@@ -61,7 +106,7 @@ def save_backbone(run_dir: str | Path, state: TrainState) -> None:
     path = backbone_dir(run_dir)
     if path.exists():
         return
-    with ocp.StandardCheckpointer() as ckptr:
+    with _writing(path.parent, "the frozen backbone (backbone/)"), ocp.StandardCheckpointer() as ckptr:
         ckptr.save(path, split_backbone(state.variables)[0])
 
 
@@ -82,8 +127,9 @@ def map_net_dir(run_dir: str | Path) -> Path:
 
 def save_map_net(run_dir: str | Path, model: MapModel) -> None:
     """Writes a run's trained map network (frozen while the MLP trains) beside its checkpoints."""
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(map_net_dir(run_dir), model.params)
+    path = map_net_dir(run_dir)
+    with _writing(path.parent, "the trained SSIM-map network (map_net/)"), ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(path, model.params)
 
 
 def load_map_net(run_dir: str | Path, spec: MapNet) -> MapModel:
@@ -114,20 +160,35 @@ class RunCheckpoints:
         )
         if read_only and not (self.run_dir / "checkpoints").is_dir():
             raise CheckpointError(f"{self.run_dir}: no checkpoints/ folder (is this a run folder?)")
+        if not read_only:
+            remove_unfinished(self.run_dir)
         self.manager = ocp.CheckpointManager(
             self.run_dir / "checkpoints", item_names=("state", "meta"), options=options
         )
+        self.failed = False
+
+    def _writing(self):
+        # An async save's failure surfaces at the next save or wait: "an epoch's checkpoint".
+        return _writing(self.run_dir, "an epoch's checkpoint (checkpoints/)", self._kept)
+
+    def _kept(self) -> str:
+        self.failed = True
+        last = max(self.manager.all_steps(), default=None)
+        if last is None:
+            return "no epoch was checkpointed yet"
+        return f"the last good checkpoint, epoch {last + 1}, is kept"
 
     # -- per-epoch checkpoints ------------------------------------------------------------
     def save(self, epoch: int, state: TrainState, meta: dict, val_loss: float) -> None:
         if self.frozen_backbone:
             save_backbone(self.run_dir, state)
         tree = _saved_tree(state, self.frozen_backbone)
-        self.manager.save(
-            epoch,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
-            metrics={"val_loss": float(val_loss), "epoch": int(epoch)},
-        )
+        with self._writing():
+            self.manager.save(
+                epoch,
+                args=ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)),
+                metrics={"val_loss": float(val_loss), "epoch": int(epoch)},
+            )
 
     def steps(self) -> list[int]:
         return list(self.manager.all_steps())
@@ -155,11 +216,14 @@ class RunCheckpoints:
         return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        if not self.failed:
+            with self._writing():
+                self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        self.wait()
+        with contextlib.suppress(Exception) if self.failed else contextlib.nullcontext():
+            self.manager.close()
 
 
 MAP_NET_EVERY = 500  # the map network's training steps between two of its checkpoints, at most
@@ -189,8 +253,14 @@ class MapNetCheckpoints:
     def save(self, step: int, tree: dict, rng: np.random.Generator, losses: list[float]) -> None:
         # The generator's state holds 128-bit integers: kept as text so any JSON reader takes them.
         meta = {"step": step, "rng": json.dumps(rng.bit_generator.state), "losses": losses}
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
-                                                        meta=ocp.args.JsonSave(meta)))
+        with _writing(self.dir.parent, f"the SSIM-map network's checkpoint at step {step} (map_net_checkpoints/)",
+                      self._kept):
+            self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                            meta=ocp.args.JsonSave(meta)))
+
+    def _kept(self) -> str:
+        last = self.manager.latest_step()
+        return f"its checkpoint at step {last} is kept" if last is not None else "it had no checkpoint yet"
 
     def restore_latest(self, template: dict, rng: np.random.Generator) -> tuple[int, dict, list[float]] | None:
         """``(step, tree, losses)`` of the latest checkpoint, with ``rng`` set to its state; None

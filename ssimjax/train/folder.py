@@ -111,13 +111,14 @@ def clear_stale(out: Path) -> list[str]:
 
 
 def epoch_writer(out: Path, metrics_log: Path, on_epoch_end):
-    """What runs after each epoch: ``history.json`` rewritten, one line appended to ``metrics.jsonl``."""
+    """What runs after each epoch: ``history.json`` rewritten, one line added to ``metrics.jsonl``."""
     def after_epoch(epoch, history, val_metrics):
         json_dump(out / "history.json", history)
         row = {"epoch": epoch + 1, **{k: v[-1] for k, v in history.items()},
                **{f"val_{k}": v for k, v in val_metrics.items()}}
-        with metrics_log.open("a") as f:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
+        # Rewritten whole (a few KB) rather than appended: a full disk or a kill never tears a line.
+        before = metrics_log.read_text() if metrics_log.exists() else ""
+        write_text_atomic(metrics_log, before + json.dumps(row, sort_keys=True) + "\n")
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
 

@@ -16,8 +16,9 @@ import optax
 
 from ssimjax.config import MAP_CROP, MAP_STEPS
 from ssimjax.data.images import open_image, read_file, rgb_pixels
-from ssimjax.data.labelling import conversion_ssim_map, run_jobs, save_ssim_map, ssim_map_path
+from ssimjax.data.labelling import conversion_ssim_map, load_ssim_map, run_jobs, save_ssim_map
 from ssimjax.data.manifest import DataError
+from ssimjax.files import file_lock
 from ssimjax.models.mapnet import MapModel, MapNet, apply_uint8, cell_targets, crop, init_map_net
 
 
@@ -130,21 +131,27 @@ def _ssim_map_job(job: tuple) -> tuple:
 def cached_ssim_maps(paths: Sequence[str | Path], shas: Sequence[str], cache_dir: str | Path, log=None) -> list:
     """Every image's real SSIM map (VTracer, resvg, SSIM), cached by the image file's sha256
     (``shas``; :func:`ssimjax.data.labelling.ssim_map_path`): the built-in real-logo set stores them as
-    it labels its images; others are computed here over every core on first use. None for an
-    image the pipeline cannot convert."""
-    todo = sorted({(sha, str(p)) for sha, p in zip(shas, paths) if not ssim_map_path(cache_dir, sha).is_file()})
+    it labels its images; others are computed here over every core on first use (one process at a
+    time: a second run sharing the cache waits, then reads them). None for an image the pipeline
+    cannot convert."""
+    maps = {sha: load_ssim_map(cache_dir, sha) for sha in set(shas)}
     failed = set()
-    if todo:
-        t = time.perf_counter()
-        for sha, m in run_jobs(_ssim_map_job, todo):
-            if m is None:
-                failed.add(sha)
-            else:
-                save_ssim_map(cache_dir, sha, m)
-        if log:
-            log(f"SSIM maps of {len(todo)} images computed in {time.perf_counter() - t:.0f}s")
-    return [None if sha in failed else np.load(ssim_map_path(cache_dir, sha))["map"].astype(np.float32)
-            for sha in shas]
+    if any(m is None for m in maps.values()):
+        with file_lock(Path(cache_dir) / "ssim-maps" / ".lock", "computing SSIM maps", log):
+            path_of = dict(zip(shas, map(str, paths)))
+            # Read again: another process may have computed them while this one waited.
+            maps.update({sha: load_ssim_map(cache_dir, sha) for sha, m in maps.items() if m is None})
+            todo = sorted((sha, path_of[sha]) for sha, m in maps.items() if m is None)
+            t = time.perf_counter()
+            for sha, m in run_jobs(_ssim_map_job, todo) if todo else ():
+                if m is None:
+                    failed.add(sha)
+                else:
+                    save_ssim_map(cache_dir, sha, m)
+                    maps[sha] = m
+            if log and todo:
+                log(f"SSIM maps of {len(todo)} images computed in {time.perf_counter() - t:.0f}s")
+    return [None if sha in failed else maps[sha].astype(np.float32) for sha in shas]
 
 
 def read_pixels_and_shas(paths: Sequence[str | Path]) -> tuple[list, list]:
