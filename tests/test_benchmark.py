@@ -61,10 +61,10 @@ def test_benchmark_script_writes_its_keys(tmp_path):
 
 
 def test_gpu_benchmark_script_runs_here_and_writes_its_keys(tmp_path):
-    """scripts/benchmark_gpu.py on whatever device there is (this CPU in CI), at a tiny batch."""
+    """scripts/benchmark_gpu.py on whatever device there is (this CPU in CI), at a tiny batch of 64x64 images."""
     out = tmp_path / "gpu.json"
     r = subprocess.run([sys.executable, "scripts/benchmark_gpu.py", "--batches", "2", "--dtypes", "bfloat16",
-                        "--steps", "1", "--windows", "1", "--skip", "extract", "--json", str(out)],
+                        "--steps", "1", "--windows", "1", "--skip", "extract", "--size", "64", "--json", str(out)],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())

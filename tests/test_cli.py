@@ -44,13 +44,7 @@ def test_train_then_predict(tmp_path, small_dataset):
     assert r.returncode == 0 and r.stdout.startswith(f"{images[0]}\t")
     assert float(r.stdout.split("\t")[1]) == pytest.approx(preds[str(images[0])], abs=1e-4)
 
-    # A second run on the same data reuses the cached image statistics (and, for the plan's model,
-    # the cached backbone features).
-    r = run("train.py", "--data", small_dataset, "--out", tmp_path / "again", "--epochs", "1", *TINY)
-    assert r.returncode == 0 and "image statistics: 0 computed, 24 from the cache" in r.stderr
-    r = run("train.py", "--data", small_dataset, "--out", tmp_path / "plan1", "--epochs", "1", "--plan-model", *TINY)
-    r = run("train.py", "--data", small_dataset, "--out", tmp_path / "plan2", "--epochs", "1", "--plan-model", *TINY)
-    assert r.returncode == 0 and "all 24 backbone features found in the cache" in r.stderr
+    # (A second run reusing the cached statistics and features: tests/test_storage.py.)
 
     # Resume with a different learning rate is refused; with more epochs it continues.
     r = run("train.py", "--out", out, "--resume", "--learning-rate", "0.5", "--data", small_dataset)

@@ -47,17 +47,41 @@ def test_a_damaged_statistics_entry_is_reported_and_recomputed(small_dataset, tm
     trainer, state = Trainer.from_config(config), create_train_state(config)
     first, _, _ = build_inputs(trainer, state.variables, small_dataset, tmp_path, False)
     entries = sorted(stats_cache(tmp_path).dir.rglob("*.entry"))
-    assert len(entries) == len(first["stats"])
+    assert len(entries) == len(first["stats"]) == 24
     _damage(entries[3], how)
-    with caplog.at_level(logging.WARNING, logger="ssimjax"):
+    with caplog.at_level(logging.INFO, logger="ssimjax"):
         again, _, _ = build_inputs(trainer, state.variables, small_dataset, tmp_path, False)
-    assert _damaged_lines(caplog) == [caplog.records[0].getMessage()]
+    assert len(_damaged_lines(caplog)) == 1
     assert str(entries[3]) in _damaged_lines(caplog)[0] and "it will be rebuilt" in _damaged_lines(caplog)[0]
+    assert "image statistics: 1 computed, 23 from the cache" in caplog.messages
     np.testing.assert_array_equal(again["stats"], first["stats"])
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="ssimjax"):
+    with caplog.at_level(logging.INFO, logger="ssimjax"):
         build_inputs(trainer, state.variables, small_dataset, tmp_path, False)
     assert not _damaged_lines(caplog)  # the recomputed entry was written back whole
+    assert "image statistics: 0 computed, 24 from the cache" in caplog.messages
+
+
+def test_backbone_features_are_cached_and_a_damaged_one_extracted_again(small_dataset, tmp_path, caplog):
+    from ssimjax.config import TrainConfig
+    from ssimjax.features.inputs import build_inputs
+    from ssimjax.train.state import Trainer, create_train_state
+
+    config = TrainConfig.plan_model(backbone="tiny", hidden_dims=(16,))
+    trainer, state = Trainer.from_config(config), create_train_state(config)
+    first, _, _ = build_inputs(trainer, state.variables, small_dataset, tmp_path, False)
+    entries = sorted((tmp_path / "features").rglob("*.entry"))
+    assert len(entries) == 24
+    _damage(entries[0], "changed")
+    with caplog.at_level(logging.INFO, logger="ssimjax"):
+        again, _, _ = build_inputs(trainer, state.variables, small_dataset, tmp_path, False)
+    assert len(_damaged_lines(caplog)) == 1 and str(entries[0]) in _damaged_lines(caplog)[0]
+    assert "computing backbone features for 1 images (23 cached)" in caplog.messages
+    np.testing.assert_allclose(again["features"], first["features"], rtol=1e-6, atol=1e-6)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ssimjax"):
+        build_inputs(trainer, state.variables, small_dataset, tmp_path, False)
+    assert "all 24 backbone features found in the cache" in caplog.messages
 
 
 @pytest.mark.parametrize("how", ["truncated", "changed"])

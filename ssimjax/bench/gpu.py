@@ -33,7 +33,7 @@ def _windows(run_steps, steps: int, windows: int) -> float:
     return statistics.median(times)
 
 
-def ssimjax_finetune(batch: int, dtype: str, steps: int, windows: int) -> dict:
+def ssimjax_finetune(batch: int, dtype: str, steps: int, windows: int, size: int = 224) -> dict:
     import jax
     import numpy as np
 
@@ -43,7 +43,7 @@ def ssimjax_finetune(batch: int, dtype: str, steps: int, windows: int) -> dict:
     config = TrainConfig.plan_model(compute_dtype=dtype, freeze_backbone=False)
     trainer, state = Trainer.from_config(config), create_train_state(config)
     rng = np.random.default_rng(0)
-    b = {"image": jax.device_put(rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)),
+    b = {"image": jax.device_put(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)),
          "ssim": jax.device_put(rng.uniform(0.5, 1.0, batch).astype(np.float32)),
          "mask": jax.device_put(np.ones(batch, bool))}
     holder = {"state": state}
@@ -62,7 +62,7 @@ def ssimjax_finetune(batch: int, dtype: str, steps: int, windows: int) -> dict:
             "loss_finite": bool(np.isfinite(loss))}
 
 
-def ssimjax_extract(batch: int, dtype: str, steps: int, windows: int) -> float:
+def ssimjax_extract(batch: int, dtype: str, steps: int, windows: int, size: int = 224) -> float:
     import jax
     import numpy as np
 
@@ -72,7 +72,7 @@ def ssimjax_extract(batch: int, dtype: str, steps: int, windows: int) -> float:
 
     config = TrainConfig.plan_model(compute_dtype=dtype)
     trainer, state = Trainer.from_config(config), create_train_state(config)
-    x = jax.device_put(np.random.default_rng(0).integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8))
+    x = jax.device_put(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
 
     def run(n):
         for _ in range(n):
@@ -83,7 +83,7 @@ def ssimjax_extract(batch: int, dtype: str, steps: int, windows: int) -> float:
     return batch / _windows(run, steps, windows)
 
 
-def _torch_setup(batch: int, freeze: bool):
+def _torch_setup(batch: int, freeze: bool, size: int = 224):
     import torch
 
     from bridge.reference import plan_model
@@ -92,7 +92,7 @@ def _torch_setup(batch: int, freeze: bool):
     torch.backends.cudnn.benchmark = True
     model = plan_model(freeze_backbone=freeze).to(device).to(memory_format=torch.channels_last)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, 224, 224, generator=g).to(device).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size, generator=g).to(device).contiguous(memory_format=torch.channels_last)
     y = torch.rand(batch, generator=g).to(device)
     return torch, device, model, x, y
 
@@ -102,10 +102,10 @@ def _sync(torch, device):
         torch.cuda.synchronize()
 
 
-def torch_finetune(batch: int, amp: bool, steps: int, windows: int) -> float:
+def torch_finetune(batch: int, amp: bool, steps: int, windows: int, size: int = 224) -> float:
     """The plan's step (MSE, gradient clipping at 1.0, Adam with the backbone at 0.1x), without its
     per-step ``float(loss)`` synchronisation, optionally under autocast bfloat16."""
-    torch, device, model, x, y = _torch_setup(batch, freeze=False)
+    torch, device, model, x, y = _torch_setup(batch, False, size)
     from bridge.reference import plan_optimizer
 
     model.train()
@@ -126,8 +126,8 @@ def torch_finetune(batch: int, amp: bool, steps: int, windows: int) -> float:
     return batch / _windows(run, steps, windows)
 
 
-def torch_extract(batch: int, amp: bool, steps: int, windows: int) -> float:
-    torch, device, model, x, _ = _torch_setup(batch, freeze=True)
+def torch_extract(batch: int, amp: bool, steps: int, windows: int, size: int = 224) -> float:
+    torch, device, model, x, _ = _torch_setup(batch, True, size)
     model.eval()
 
     def run(n):
@@ -148,6 +148,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10, help="steps per timed window (default 10)")
     p.add_argument("--windows", type=int, default=3, help="timed windows; the median is reported (default 3)")
     p.add_argument("--skip", default="", help="comma-separated parts to leave out: torch,extract")
+    p.add_argument("--size", type=int, default=224, help="image side in pixels (default 224, the plan's; smaller only "
+                   "to check the script quickly)")
     args = p.parse_args(argv)
     _cli.setup_logging(verbose=False)
     import jax
@@ -158,7 +160,7 @@ def main(argv=None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     r = {"machine": {"jax_device": str(jax.devices()[0]), "jax": jax.__version__, "torch": torch.__version__,
                      "torch_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"},
-         "steps": args.steps, "windows": args.windows, "finetune_ssimjax": {}, "finetune_torch": {}}
+         "steps": args.steps, "windows": args.windows, "size": args.size, "finetune_ssimjax": {}, "finetune_torch": {}}
     print(f"machine: {r['machine']}", flush=True)
 
     def save():
@@ -168,7 +170,7 @@ def main(argv=None) -> int:
     # The goal's own figure first, so a run cut short still has it.
     for batch in batches:
         for dtype in dtypes:
-            out = ssimjax_finetune(batch, dtype, args.steps, args.windows)
+            out = ssimjax_finetune(batch, dtype, args.steps, args.windows, args.size)
             r["finetune_ssimjax"][f"{dtype}_b{batch}"] = out
             print(f"ssimjax fine-tune {dtype:8s} batch {batch:4d}: {out['img_per_s']:8.0f} img/s "
                   f"({out['step_ms']:.1f} ms/step; first two steps {out['first_two_steps_s']:.1f} s)", flush=True)
@@ -176,15 +178,15 @@ def main(argv=None) -> int:
     if "torch" not in skip:
         for amp in (True, False):
             name = f"{'amp_bf16' if amp else 'float32'}_b{batches[0]}"
-            r["finetune_torch"][name] = torch_finetune(batches[0], amp, args.steps, args.windows)
+            r["finetune_torch"][name] = torch_finetune(batches[0], amp, args.steps, args.windows, args.size)
             print(f"torch fine-tune {name}: {r['finetune_torch'][name]:8.0f} img/s", flush=True)
             save()
     if "extract" not in skip:
-        r["extract_ssimjax"] = {d: ssimjax_extract(batches[0], d, args.steps, args.windows) for d in dtypes}
+        r["extract_ssimjax"] = {d: ssimjax_extract(batches[0], d, args.steps, args.windows, args.size) for d in dtypes}
         print(f"ssimjax extraction batch {batches[0]}: {r['extract_ssimjax']}", flush=True)
         if "torch" not in skip:
             r["extract_torch"] = {("amp_bf16" if amp else "float32"): torch_extract(batches[0], amp, args.steps,
-                                                                                   args.windows) for amp in (True, False)}
+                                                                                   args.windows, args.size) for amp in (True, False)}
             print(f"torch extraction batch {batches[0]}: {r['extract_torch']}", flush=True)
     best = max((v["img_per_s"] for k, v in r["finetune_ssimjax"].items() if k.startswith("bfloat16")), default=None)
     if best is not None:
