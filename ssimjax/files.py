@@ -145,7 +145,10 @@ def file_lock(path: str | Path, what: str, log_fn=None):
         path.parent.mkdir(parents=True, exist_ok=True)
         f = open(path, "a")
     except OSError as e:
-        raise disk_error(path, e) from None
+        # A cache this process cannot write to (read-only, another user's) is only read: no lock needed.
+        log.debug(f"no lock {path} ({e.strerror or e}); going on without it")
+        yield
+        return
     with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

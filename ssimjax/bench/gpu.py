@@ -185,8 +185,8 @@ def main(argv=None) -> int:
         r["extract_ssimjax"] = {d: ssimjax_extract(batches[0], d, args.steps, args.windows, args.size) for d in dtypes}
         print(f"ssimjax extraction batch {batches[0]}: {r['extract_ssimjax']}", flush=True)
         if "torch" not in skip:
-            r["extract_torch"] = {("amp_bf16" if amp else "float32"): torch_extract(batches[0], amp, args.steps,
-                                                                                   args.windows, args.size) for amp in (True, False)}
+            r["extract_torch"] = {("amp_bf16" if amp else "float32"): torch_extract(
+                batches[0], amp, args.steps, args.windows, args.size) for amp in (True, False)}
             print(f"torch extraction batch {batches[0]}: {r['extract_torch']}", flush=True)
     best = max((v["img_per_s"] for k, v in r["finetune_ssimjax"].items() if k.startswith("bfloat16")), default=None)
     if best is not None:

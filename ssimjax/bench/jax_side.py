@@ -27,7 +27,7 @@ def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool, map_steps: int 
         out = {}
         for attempt in attempts:
             for child in cache.glob("*") if cache.exists() else []:
-                if child.name != "jax-compilation":
+                if child.is_dir() and child.name != "jax-compilation":
                     shutil.rmtree(child)  # the feature cache starts empty every time
             run = Path(tmp) / f"run-{attempt}"
             env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "SSIMJAX_COMPILATION_CACHE")}

@@ -141,8 +141,8 @@ def build_cached(final: Path, build, log_fn=None) -> Path:
     except OSError as e:
         raise disk_error(final, e) from None
     with file_lock(final.with_name(final.name + ".lock"), f"building {final.name}", log_fn):
-        if (final / "labels.csv").is_file():
-            damaged = damaged_files(final)
+        if final.is_dir():
+            damaged = damaged_files(final) or ([] if (final / "labels.csv").is_file() else ["labels.csv"])
             if not damaged:
                 return final
             (log_fn or log.warning)(f"{final}: {len(damaged)} damaged file(s) ({', '.join(damaged[:3])}: "

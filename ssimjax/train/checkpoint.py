@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -49,8 +50,10 @@ def remove_unfinished(run_dir: str | Path) -> None:
 
 
 def _quiet_abandoned_writes() -> None:
-    """After a failed save, TensorStore's callbacks for the writes Orbax abandoned find their event
-    loop closed and each report it as an unraisable error at exit: noise once the failure is said."""
+    """After a failed save, the writes Orbax abandoned report themselves: TensorStore's callbacks find
+    their event loop closed (an unraisable error each, at exit) and asyncio logs their tasks'
+    exceptions as never retrieved. Noise once the failure is said in one line."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     previous = sys.unraisablehook
 
     def hook(unraisable):
