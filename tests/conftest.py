@@ -36,3 +36,19 @@ def tiny_config():
     from ssimjax.config import TrainConfig
 
     return TrainConfig.plan_model(backbone="tiny", hidden_dims=(32, 16), batch_size=8, epochs=4, scheduler="constant")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB tmpfs of its own that the test may fill (skipped where one cannot be mounted)."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)

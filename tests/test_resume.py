@@ -168,20 +168,6 @@ def _fill(folder: Path) -> Path:
     return filler
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 24 MB tmpfs the test may fill."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_a_full_disk_during_the_epochs_is_one_line_and_resume_continues(small_disk, small_dataset, alone):
     whole, cache = alone
     run = small_disk / "run"

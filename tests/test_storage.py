@@ -179,20 +179,6 @@ def test_two_processes_building_the_same_set_build_it_once(tmp_path):
     assert sorted(p.name for p in folder.parent.iterdir()) == ["v1-n16-seed4", "v1-n16-seed4.lock"]
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MB tmpfs the test may fill."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def _fill(folder: Path, leave: int = 0) -> Path:
     """A file taking every free byte of ``folder``'s filesystem but about ``leave``."""
     filler = folder / "filler"
