@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,9 @@ def test_model_pth_loads_weights_only_into_the_plans_class(pretrained_run):
         a, fa = model(x)
         b, fb = plan_model(x)
     assert torch.equal(a, b) and torch.equal(fa, fb) and a.shape == (2, 1) and fa.shape == (2, 2048)
-    assert torch.equal(model.predict_ssim(x), a) and torch.equal(model.extract_features(x), fa)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the plan's model was made for the tensor: no warning
+        assert torch.equal(model.predict_ssim(x), a) and torch.equal(model.extract_features(x), fa)
 
 
 def test_exported_model_predicts_what_ssimjax_predicts(pretrained_run, small_dataset, tmp_path):
@@ -191,6 +194,12 @@ def stats_run(tmp_path_factory, small_dataset):
     return out
 
 
+def save_grey(path, tmp_path):
+    grey = tmp_path / "grey.png"
+    Image.open(path).convert("L").save(grey)
+    return grey
+
+
 def images_of_many_sizes(small_dataset, tmp_path):
     rng = np.random.default_rng(1)
     paths = sorted((small_dataset / "images").glob("*.png"))[:4]
@@ -220,12 +229,21 @@ def test_model_with_image_statistics_predicts_in_torch_what_predict_py_predicts(
     model = QualityPredictionModel.load_checkpoint(stats_run / "model.pth")
     from_paths = model.predict_ssim([str(p) for p in paths])[:, 0].numpy()
     from_pil = model.predict_ssim([Image.open(p) for p in paths])[:, 0].numpy()
+    # uint8 arrays at native resolution, as np.asarray(Image.open(...)) gives them (RGBA, RGB, grey)
+    from_arrays = model.predict_ssim([np.asarray(Image.open(p)) for p in paths])[:, 0].numpy()
     one = float(model.predict_ssim(paths[5])[0, 0])
-    diff = np.abs(from_paths - ours).max()
-    print(f"predict.py vs model.pth (with image statistics) on {len(paths)} images of 48..1024 px: max diff {diff:.1e}")
-    assert diff < 1e-4 and np.abs(from_pil - ours).max() < 1e-4 and abs(one - ours[5]) < 1e-4
+    one_array = float(model.predict_ssim(np.asarray(Image.open(paths[5]).convert("L")))[0, 0])
+    diff = max(np.abs(x - ours).max() for x in (from_paths, from_pil, from_arrays))
+    print(f"predict.py vs model.pth (with image statistics) on {len(paths)} images of 48..1024 px "
+          f"(paths, PIL images, uint8 arrays): max diff {diff:.1e}")
+    assert diff < 1e-4 and abs(one - ours[5]) < 1e-4
+    assert abs(one_array - float(model.predict_ssim(save_grey(paths[5], tmp_path))[0, 0])) < 1e-4
+    same_size = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths[:2]])  # (N, H, W, 3)
+    assert np.abs(model.predict_ssim(same_size)[:, 0].numpy() - from_paths[:2]).max() < 1e-4
     with pytest.raises(ValueError, match="nowhere.png"):
         model.predict_ssim([str(tmp_path / "nowhere.png")])
+    with pytest.raises(ValueError, match=r"image 1: pixels must be uint8.*not float32"):
+        model.predict_ssim([same_size[0], same_size[1].astype(np.float32) / 255])
     # A bare forward without the statistics is refused in words, not with a shape error.
     with pytest.raises(ValueError, match="image statistics"):
         model(torch.zeros(1, 3, 224, 224))
@@ -233,5 +251,12 @@ def test_model_with_image_statistics_predicts_in_torch_what_predict_py_predicts(
     from torchvision import transforms
     t = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
                             transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
-    out = model.predict_ssim(torch.stack([t(Image.open(p).convert("RGB")) for p in paths[:2]]))
+    tensor = torch.stack([t(Image.open(p).convert("RGB")) for p in paths[:2]])
+    expected = r"predict_ssim got a preprocessed 224x224 tensor.*SRCC 0\.73.*uint8 arrays"
+    with pytest.warns(UserWarning, match=expected) as w:
+        out = model.predict_ssim(tensor)
+    assert len(w) == 1 and w[0].filename == __file__  # points at the caller's line
     assert out.shape == (2, 1) and bool(((out > 0) & (out < 1)).all())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per model
+        assert torch.equal(model.predict_ssim(tensor), out)

@@ -134,6 +134,31 @@ def test_recipes_cover_sizes_backgrounds_and_jpeg_and_are_seeded():
     assert 0.2 < len(jpeg) / len(recipes) < 0.4 and all(60 <= r["quality"] <= 95 for r in jpeg)
 
 
+def test_version_2_recipes_look_like_users_files():
+    recipes = [draw_recipe(0, i, 2) for i in range(600)]
+    assert recipes[:5] == [draw_recipe(0, i, 2) for i in range(5)]
+    assert recipes[:5] != [draw_recipe(0, i) for i in range(5)]
+    sides = [r["long_side"] for r in recipes]
+    assert 24 <= min(sides) < 30 and 900 < max(sides) <= 1024
+    assert {r["background"] for r in recipes} == {"white", "transparent", "color", "gradient"}
+    assert {r["resample"] for r in recipes} == {"box", "bilinear", "bicubic", "lanczos", "nearest"}
+    assert {r["supersample"] for r in recipes} == {1, 2, 4}
+    jpeg = [r for r in recipes if r["format"] == "jpeg"]
+    assert {r["quality"] < 50 for r in jpeg} == {True, False} and all(35 <= r["quality"] <= 95 for r in jpeg)
+    with pytest.raises(ValueError, match="unknown recipe version 3"):
+        draw_recipe(0, 0, 3)
+    # Drawn 4x larger and downscaled: nearest keeps hard edges, box averages them into grey.
+    svg = iconify_svgs({"width": 16, "height": 16, "icons": {"d": {"body": '<circle cx="8" cy="8" r="7"/>'}}})["d"]
+    base = dict(long_side=31, padding=0.0, supersample=4, background="white", color=None, format="png", quality=None)
+    near = np.asarray(rasterise(svg, dict(base, resample="nearest"))[0].convert("L"))
+    box = np.asarray(rasterise(svg, dict(base, resample="box"))[0].convert("L"))
+    assert near.shape == box.shape == (31, 31)
+    assert len(np.unique(near)) < len(np.unique(box)) and not np.array_equal(near, box)
+    grad = dict(base, background="gradient", color="#000000", color2="#ffffff", angle=0.0, resample="lanczos")
+    row = np.asarray(rasterise(svg, dict(grad, padding=0.25, long_side=64))[0].convert("L"))[1]
+    assert row[0] < 20 and row[-1] > 235 and np.all(np.diff(row.astype(int)) >= 0)  # dark to light, left to right
+
+
 def test_rasterise_keeps_aspect_pads_and_applies_the_background():
     svg = iconify_svgs({"width": 32, "height": 16, "icons": {"w": {"body": SQUARE}}})["w"]
     recipe = dict(long_side=200, padding=0.1, background="transparent", color=None, format="png", quality=None)

@@ -96,15 +96,53 @@ def source_svgs(source: Source, cache_dir: str | Path) -> dict[str, str]:
         raise PackageError(f"{source.package}@{source.version}: no readable icons.json ({e})") from None
 
 
-def draw_recipe(seed: int, index: int) -> dict:
-    """How the ``index``-th image of set ``seed`` is rasterised (sizes, padding, background, format)."""
+RECIPES = (1, 2)  # the recipe versions draw_recipe knows
+# Version 2's downscaling filters: the ones users' tools apply (PIL's names).
+RESAMPLING = {"box": Image.BOX, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS,
+              "nearest": Image.NEAREST}
+
+
+def draw_recipe(seed: int, index: int, version: int = 1) -> dict:
+    """How the ``index``-th image of set ``seed`` is rasterised (sizes, padding, background, format).
+
+    Version 1 (the five-set default): long side 48-512 px, drawn at size, white, transparent or a
+    flat colour, a third JPEG at quality 60-95. Version 2 (issue 24: like users' files): long side
+    24-1024 px, drawn 1, 2 or 4 times larger and downscaled by one of :data:`RESAMPLING`'s filters,
+    white, transparent, flat or two-colour linear-gradient backgrounds, a third JPEG at quality
+    35-95."""
+    if version == 1:
+        return _recipe_v1(seed, index)
+    if version != 2:
+        raise ValueError(f"unknown recipe version {version} (known: {', '.join(map(str, RECIPES))})")
+    rng = np.random.default_rng([seed, index, ICONS_VERSION, 2, 7])
+    background = str(rng.choice(["white", "transparent", "color", "gradient"], p=[0.35, 0.2, 0.25, 0.2]))
+    colors = [_color(rng) for _ in range({"color": 1, "gradient": 2}.get(background, 0))]
+    jpeg = bool(rng.random() < 0.3)
+    return dict(
+        long_side=int(round(math.exp(rng.uniform(math.log(24), math.log(1024))))),
+        padding=float(rng.uniform(0.0, 0.25)),
+        supersample=int(rng.choice([1, 2, 4], p=[0.3, 0.4, 0.3])),
+        resample=str(rng.choice(sorted(RESAMPLING))),
+        background=background, color=colors[0] if colors else None,
+        color2=colors[1] if len(colors) > 1 else None,
+        angle=float(rng.uniform(0, 360)) if background == "gradient" else None,
+        format="jpeg" if jpeg else "png",
+        quality=int(rng.integers(35, 96)) if jpeg else None,
+    )
+
+
+def _color(rng) -> str:
+    light = rng.random() < 0.6
+    lo, hi = (170, 256) if light else (0, 110)
+    return "#%02x%02x%02x" % tuple(int(c) for c in rng.integers(lo, hi, 3))
+
+
+def _recipe_v1(seed: int, index: int) -> dict:
     rng = np.random.default_rng([seed, index, ICONS_VERSION, 7])
     background = rng.choice(["white", "transparent", "color"], p=[0.45, 0.25, 0.30])
     color = None
     if background == "color":
-        light = rng.random() < 0.6
-        lo, hi = (170, 256) if light else (0, 110)
-        color = "#%02x%02x%02x" % tuple(int(c) for c in rng.integers(lo, hi, 3))
+        color = _color(rng)
     jpeg = bool(rng.random() < 0.3)
     return dict(
         long_side=int(round(math.exp(rng.uniform(math.log(48), math.log(512))))),
@@ -135,10 +173,11 @@ def rasterise(svg: str, recipe: dict) -> tuple[Image.Image, bytes]:
     pad = int(round(side * recipe["padding"]))
     inner = max(side - 2 * pad, 8)
     w, h = (inner, max(1, round(inner / aspect))) if aspect >= 1 else (max(1, round(inner * aspect)), inner)
-    png = resvg_py.svg_to_bytes(svg_string=svg, width=int(w), height=int(h), skip_system_fonts=True)
+    k = int(recipe.get("supersample", 1))  # version 2: drawn k times larger, then downscaled
+    png = resvg_py.svg_to_bytes(svg_string=svg, width=int(w) * k, height=int(h) * k, skip_system_fonts=True)
     icon = Image.open(io.BytesIO(bytes(png))).convert("RGBA")
     if icon.size != (w, h):
-        icon = icon.resize((w, h), Image.LANCZOS)
+        icon = icon.resize((w, h), RESAMPLING[recipe.get("resample", "lanczos")], reducing_gap=None)
     if icon.getchannel("A").getextrema()[1] == 0:
         raise ValueError("resvg drew nothing")
     data = compose(icon, pad, recipe)
@@ -151,11 +190,12 @@ def compose(icon: Image.Image, pad: int, recipe: dict) -> bytes:
     """The file bytes of an RGBA drawing with ``pad`` pixels each side on ``recipe``'s background
     (white, transparent or its ``color``), in its format (JPEG, flattened on white, at its
     ``quality``; or PNG, with alpha only on a transparent background)."""
-    bg = {"white": (255, 255, 255, 255), "transparent": (0, 0, 0, 0)}.get(recipe["background"])
-    if bg is None:
-        c = recipe["color"]
-        bg = (int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16), 255)
-    canvas = Image.new("RGBA", (icon.width + 2 * pad, icon.height + 2 * pad), bg)
+    size = (icon.width + 2 * pad, icon.height + 2 * pad)
+    if recipe["background"] == "gradient":
+        canvas = gradient(size, recipe["color"], recipe["color2"], recipe["angle"])
+    else:
+        bg = {"white": (255, 255, 255, 255), "transparent": (0, 0, 0, 0)}.get(recipe["background"])
+        canvas = Image.new("RGBA", size, bg if bg is not None else _rgb(recipe["color"]) + (255,))
     canvas.alpha_composite(icon, (pad, pad))
     buf = io.BytesIO()
     if recipe["format"] == "jpeg":
@@ -164,6 +204,22 @@ def compose(icon: Image.Image, pad: int, recipe: dict) -> bytes:
     else:
         (canvas if recipe["background"] == "transparent" else canvas.convert("RGB")).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _rgb(c: str) -> tuple[int, int, int]:
+    return int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)
+
+
+def gradient(size: tuple[int, int], c1: str, c2: str, angle: float) -> Image.Image:
+    """An opaque RGBA linear gradient from ``c1`` to ``c2`` across ``size`` along ``angle`` degrees."""
+    w, h = size
+    t = math.radians(angle)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    d = (x - (w - 1) / 2) * math.cos(t) + (y - (h - 1) / 2) * math.sin(t)
+    span = max(float(d.max() - d.min()), 1e-9)
+    f = ((d - d.min()) / span)[..., None]
+    rgb = np.rint(np.asarray(_rgb(c1)) * (1 - f) + np.asarray(_rgb(c2)) * f).astype(np.uint8)
+    return Image.fromarray(np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2), "RGBA")
 
 
 def choose_icons(names_by_source: dict[str, list[str]], count: int, seed: int) -> list[tuple[str, str]]:

@@ -51,6 +51,22 @@ def rgb_pixels(img: Image.Image) -> np.ndarray:
     return np.asarray(to_rgb(img), np.uint8)
 
 
+def array_image(a: np.ndarray, what: str = "array") -> Image.Image:
+    """A uint8 pixel array as a PIL image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, at its own
+    resolution (transparency is composited on white later, as for files). Raises
+    :class:`ImageError` for any other dtype or shape, in one line naming ``what``."""
+    a = np.asarray(a)
+    if a.dtype != np.uint8:
+        raise ImageError(f"{what}: pixels must be uint8 (0-255), not {a.dtype}; a preprocessed float array "
+                         "is not an image (pass the image's own pixels, path or PIL image)")
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))) or 0 in a.shape:
+        raise ImageError(f"{what}: shape {a.shape} is not an image; expected (H, W), (H, W, 3) RGB or (H, W, 4) RGBA")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    mode = "L" if a.ndim == 2 else {3: "RGB", 4: "RGBA"}[a.shape[2]]
+    return Image.fromarray(np.ascontiguousarray(a), mode)
+
+
 def open_image(data: bytes) -> Image.Image:
     """Decodes image bytes fully, refusing decompression bombs. Raises :class:`ImageError`."""
     try:

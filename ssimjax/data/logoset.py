@@ -22,8 +22,8 @@ from ssimjax.files import write_bytes_atomic, write_csv, write_text_atomic
 
 
 def _make_one(job):
-    index, source, icon, svg, seed, out_dir, maps_dir = job
-    recipe = draw_recipe(seed, index)
+    index, source, icon, svg, seed, out_dir, maps_dir, recipes = job
+    recipe = draw_recipe(seed, index, recipes)
     try:
         img, data = rasterise(svg, recipe)
         ssim, ssim_map = conversion_ssim_map(img)
@@ -39,10 +39,11 @@ def _make_one(job):
 
 def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int | None = None, progress=None,
                       sources: Sequence[Source] = DEFAULT_SOURCES, cache_dir: str | Path | None = None,
-                      log=None) -> Path:
+                      log=None, recipes: int = 1) -> Path:
     """Builds ``count`` labelled images from ``sources`` (fetched from the npm registry, or read
-    from ``cache_dir``'s copy offline). Returns the labels path. Icons that cannot be drawn or
-    converted are skipped and counted in ``labels_meta.json``."""
+    from ``cache_dir``'s copy offline), as even across the sources as their sizes allow, each
+    rasterised by :func:`ssimjax.data.icons.draw_recipe` of version ``recipes``. Returns the labels
+    path. Icons that cannot be drawn or converted are skipped and counted in ``labels_meta.json``."""
     from ssimjax.features.cache import default_cache_dir
 
     if count < 1:
@@ -52,9 +53,12 @@ def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int |
     picks = choose_icons({s: list(v) for s, v in svgs.items()}, count, seed)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    jobs = {i: (i, s, icon, svgs[s][icon], seed, str(out), str(cache_dir)) for i, (s, icon) in enumerate(picks)}
+    jobs = {i: (i, s, icon, svgs[s][icon], seed, str(out), str(cache_dir), recipes)
+            for i, (s, icon) in enumerate(picks)}
     identity = dict(kind="icons", version=ICONS_VERSION, count=count, seed=seed,
                     sources=[f"{s.package}@{s.version}" for s in sources])
+    if recipes != 1:  # version 1's identity is what sets built before versions existed recorded
+        identity["recipes"] = recipes
     results = [r for _, r in resumable_jobs(out, _make_one, jobs, identity, workers, progress, chunks_per_worker=16)]
     skipped = Counter(r["skipped"].split(":")[0] for r in results if "skipped" in r)
     if log and skipped:
@@ -65,7 +69,7 @@ def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int |
                for name, ssim, source, icon, recipe in (r["row"] for r in results if "row" in r)])
     meta = dict(
         kind="icons", count=count, written=count - sum(skipped.values()), skipped=dict(skipped), seed=seed,
-        icons_version=ICONS_VERSION,
+        icons_version=ICONS_VERSION, recipes=recipes,
         sources=[dict(name=s.name, package=s.package, version=s.version, icons=len(svgs[s.name])) for s in sources],
         vtracer_parameters=VTRACER_DEFAULTS, render="resvg-py, original size, white background", ssim=SSIM_SETTINGS,
         versions=package_versions("vtracer", "resvg-py", "scikit-image", "pillow"),

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ssimjax.data.images import ImageError, open_image, read_file, resize_224, rgb_pixels, to_rgb
+from ssimjax.data.images import ImageError, array_image, open_image, read_file, resize_224, rgb_pixels, to_rgb
 from ssimjax.data.manifest import DataError
 
 # Standardised statistics are clipped to this many standard deviations (in the model, both
@@ -124,23 +124,27 @@ def image_statistics(img: Image.Image) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def image_inputs(images: Sequence[str | Path | Image.Image], with_pixels: bool = True,
+def image_inputs(images: Sequence[str | Path | Image.Image | np.ndarray], with_pixels: bool = True,
                  with_stats: bool = True, map_score=None) -> dict:
-    """The one path from image files (or PIL images) to the model's inputs, shared by
-    ``ssimjax predict`` and the PyTorch deployment: ``image`` uint8 (N, 224, 224, 3) as the model sees
-    it, and ``stats`` (N, S) at each image's own resolution, each when asked. ``map_score`` (with
+    """The one path from images to the model's inputs, shared by ``ssimjax predict`` and the
+    PyTorch deployment: ``image`` uint8 (N, 224, 224, 3) as the model sees it, and ``stats``
+    (N, S) at each image's own resolution, each when asked. An image is a file path, a PIL image
+    or a uint8 array ((H, W), (H, W, 3) or (H, W, 4)) at its own resolution. ``map_score`` (with
     ``with_stats``): a function from uint8 RGB images at their own resolution to one score each
     (the learned map network, JAX's or the deployment's), appended as the last statistic. Raises
-    :class:`ssimjax.data.manifest.DataError` naming the file that cannot be read."""
+    :class:`ssimjax.data.manifest.DataError` naming the file (or the array's index) that cannot be
+    read."""
     decoded = []
-    for item in images:
-        if isinstance(item, Image.Image):
-            decoded.append(item)
-            continue
+    for i, item in enumerate(images):
         try:
-            decoded.append(open_image(read_file(item)[0]))
+            if isinstance(item, Image.Image):
+                decoded.append(item)
+            elif isinstance(item, np.ndarray):
+                decoded.append(array_image(item, f"image {i}"))
+            else:
+                decoded.append(open_image(read_file(item)[0]))
         except ImageError as e:
-            raise DataError(f"{item}: {e}") from None
+            raise DataError(str(e) if isinstance(item, np.ndarray) else f"{item}: {e}") from None
     out = {}
     if with_pixels:
         out["image"] = np.stack([resize_224(img) for img in decoded])
