@@ -15,6 +15,10 @@ seeded; early stopping on val) and scores the held-out source (SRCC, PLCC, MAE):
       ssimjax's default model
 (d), fine-tuning the backbone, is priced per image on this machine rather than run: see --finetune-cost.
 Backbone features and statistics are computed once (and cached) and shared by every candidate.
+
+With ``--protocol`` (issue 24) the candidates train on the fixed split's training sets instead and
+are scored on every selection and report set, over several seeds (:mod:`ssimjax.bench.protocol`):
+per set, each role's mean and worst, and the seed spread a change must beat.
 """
 
 from __future__ import annotations
@@ -28,10 +32,19 @@ from pathlib import Path
 import numpy as np
 
 from ssimjax.bench.jax_side import finetune_cost
+from ssimjax.bench.protocol import (
+    over_seeds,
+    per_set_metrics,
+    protocol_data,
+    protocol_split,
+    protocol_table,
+    role_summary,
+)
 from ssimjax.cli import common as _cli
 from ssimjax.config import MAP_CROP, MAP_STEPS, TrainConfig
 from ssimjax.data.logoset import icon_dataset
 from ssimjax.data.manifest import split_rows
+from ssimjax.data.sets import split_sets
 from ssimjax.data.wordmarks import mlp_rows, wordmark_folder
 from ssimjax.evaluate.metrics import quality_metrics
 from ssimjax.features.cache import default_cache_dir
@@ -62,6 +75,8 @@ def main(argv=None) -> int:
     _cli.setup_logging(verbose=False)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     t0 = time.perf_counter()
+    if args.protocol:
+        return _protocol_main(args, cache_dir, t0)
     data = args.data or icon_dataset(cache_dir, count=args.icon_count, log=print)
     wanted = set(args.candidates.split(","))
     shared = Shared.build(data, cache_dir, backbone_features=bool(wanted & {"a", "b", "c"}))
@@ -94,6 +109,37 @@ def main(argv=None) -> int:
     return 0
 
 
+def _protocol_main(args, cache_dir: Path, t0: float) -> int:
+    data = args.data or protocol_data(cache_dir, args.train_count, args.per_set, args.recipes, log=print)
+    wanted = set(args.candidates.split(","))
+    shared = Shared.build(data, cache_dir, backbone_features=bool(wanted & {"a", "b", "c"}))
+    print(f"data ready in {time.perf_counter() - t0:.0f}s: {shared.facts['valid_rows']} images; {shared.timings}")
+    candidates = _candidates(shared)
+    if "g" in wanted:
+        candidates["g"] = ("(g) statistics + learned SSIM-map score -> MLP", MapCandidate(shared, args))
+    results = {}
+    for seed in [int(x) for x in args.seeds.split(",")]:
+        tr, va, held = protocol_split(shared.sources, shared.base.validation_split, seed)
+        for key in sorted(wanted & set(candidates)):
+            name, run = candidates[key]
+            t = time.perf_counter()
+            per = per_set_metrics(run(tr, va, held, seed), shared.y[held], shared.sources[held])
+            summary = role_summary(per)
+            results.setdefault(key, {"name": name, "per_seed": []})["per_seed"].append(
+                {"seed": seed, "per_set": per, "summary": summary, "seconds": time.perf_counter() - t})
+            print(f"seed {seed} {name:45s} " + "  ".join(
+                f"{role} mean SRCC {v['mean_srcc']:.3f} PLCC {v['mean_plcc']:.3f} worst {v['worst_srcc']:.3f} "
+                f"({v['worst_set']})" for role, v in summary.items()) + f" ({time.perf_counter() - t:.0f}s)",
+                  flush=True)
+    for r in results.values():
+        r["over_seeds"] = over_seeds([p["summary"] for p in r["per_seed"]])
+    print("\n" + protocol_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"data": str(data), "rows": shared.facts["valid_rows"],
+                                               "split": split_sets(), "candidates": results}, indent=2) + "\n")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--icon-count", type=int, default=2500, help="size of the built-in real-logo set (default 2500)")
@@ -114,6 +160,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--map-cell", type=int, default=2,
                    help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
     p.add_argument("--finetune-cost", action="store_true", help="also time a ResNet-50 fine-tuning step (d)")
+    p.add_argument("--protocol", action="store_true",
+                   help="train on the fixed split's training sets; score every selection and report set, per seed")
+    p.add_argument("--seeds", default="0,1,2", help="--protocol: comma-separated seeds (default 0,1,2)")
+    p.add_argument("--train-count", type=int, default=3000,
+                   help="--protocol: images drawn from the training sets (default 3000)")
+    p.add_argument("--per-set", type=int, default=60,
+                   help="--protocol: images per selection or report set (default 60)")
+    p.add_argument("--recipes", type=int, choices=(1, 2), default=2, help="--protocol: recipe version (default 2)")
     p.add_argument("--json", metavar="FILE", help="write the results here")
     return p
 
@@ -160,9 +214,11 @@ class Shared:
         return np.zeros((len(self.y), 0), np.float32)
 
 
-def train_mlp(shared: Shared, config: TrainConfig, features, with_stats: bool, tr, va, te, stats=None, extra=None):
-    """The MLP trained on rows ``tr`` (and ``extra``'s synthetic rows), validated on ``va``; its
-    predictions for ``te``."""
+def train_mlp(shared: Shared, config: TrainConfig, features, with_stats: bool, tr, va, te, stats=None, extra=None,
+              seed: int = 0):
+    """The MLP trained (seeded) on rows ``tr`` (and ``extra``'s synthetic rows), validated on
+    ``va``; its predictions for ``te``."""
+    config = dataclasses.replace(config, seed=seed)
     stats = shared.stats if stats is None else stats
 
     def part(idx):
@@ -185,16 +241,18 @@ def train_mlp(shared: Shared, config: TrainConfig, features, with_stats: bool, t
 def _candidates(s: Shared) -> dict:
     return {
         "a": ("(a) plan: ResNet-50 features -> MLP",
-              lambda tr, va, te: train_mlp(s, TrainConfig.plan_model(), s.last_stage, False, tr, va, te)),
+              lambda tr, va, te, seed=0: train_mlp(s, TrainConfig.plan_model(), s.last_stage, False, tr, va, te,
+                                                   seed=seed)),
         "b": ("(b) features + statistics -> MLP",
-              lambda tr, va, te: train_mlp(s, TrainConfig(backbone_features=True, map_net=False), s.last_stage,
-                                           True, tr, va, te)),
+              lambda tr, va, te, seed=0: train_mlp(s, TrainConfig(backbone_features=True, map_net=False),
+                                                   s.last_stage, True, tr, va, te, seed=seed)),
         "c": ("(c) all-stage features + statistics -> MLP",
-              lambda tr, va, te: train_mlp(s, s.base, s.inputs["features"], True, tr, va, te)),
+              lambda tr, va, te, seed=0: train_mlp(s, s.base, s.inputs["features"], True, tr, va, te, seed=seed)),
         "e": ("(e) ridge on statistics (baseline)",
-              lambda tr, va, te: ridge_fit_predict(s.stats[tr], s.y[tr], s.stats[va], s.y[va], s.stats[te])),
+              lambda tr, va, te, seed=0: ridge_fit_predict(s.stats[tr], s.y[tr], s.stats[va], s.y[va], s.stats[te])),
         "f": ("(f) statistics -> MLP (--no-map-net)",
-              lambda tr, va, te: train_mlp(s, TrainConfig(map_net=False), s.no_features(), True, tr, va, te)),
+              lambda tr, va, te, seed=0: train_mlp(s, TrainConfig(map_net=False), s.no_features(), True, tr, va, te,
+                                                   seed=seed)),
     }
 
 
@@ -219,11 +277,11 @@ class MapCandidate:
         self.extra_pixels, extra_shas = read_pixels_and_shas(extra_paths)
         self.extra_maps = cached_ssim_maps(extra_paths, extra_shas, shared.cache_dir)
 
-    def __call__(self, tr, va, te):
+    def __call__(self, tr, va, te, seed=0):
         s, args = self.s, self.args
         t = time.perf_counter()
         model = train_map_model([self.pixels[i] for i in tr] + self.extra_pixels,
-                                [self.maps[i] for i in tr] + self.extra_maps, self.spec, args.map_steps, s.base.seed,
+                                [self.maps[i] for i in tr] + self.extra_maps, self.spec, args.map_steps, seed,
                                 log=print, crop_size=args.map_crop)
         t_train = time.perf_counter() - t
         score = model.score(self.pixels)
@@ -238,7 +296,8 @@ class MapCandidate:
             synthetic = {"features": np.zeros((n, 0), np.float32), "ssim": self.extra["ssim"][:n],
                          "stats": np.concatenate([self.extra["stats"][:n],
                                                   model.score(self.extra_pixels[:n])[:, None]], 1)}
-        return train_mlp(s, TrainConfig(), s.no_features(), True, tr, va, te, stats=extended, extra=synthetic)
+        return train_mlp(s, TrainConfig(), s.no_features(), True, tr, va, te, stats=extended, extra=synthetic,
+                         seed=seed)
 
 
 def _print_table(results: dict, held_out: list) -> None:

@@ -79,11 +79,16 @@ def make_icon_dataset(out: str | Path, count: int, seed: int = 0, workers: int |
 
 
 def icon_dataset(cache_dir: str | Path, count: int = DEFAULT_ICON_COUNT, seed: int = 0, log=None,
-                 progress=None) -> Path:
-    """The built-in real-logo set's folder, built on first use and cached under ``cache_dir``."""
-    final = Path(cache_dir) / "icons" / f"v{ICONS_VERSION}-n{count}-seed{seed}"
+                 progress=None, sources: Sequence[Source] = DEFAULT_SOURCES, recipes: int = 1) -> Path:
+    """A real-logo set's folder, built on first use and cached under ``cache_dir``: the built-in
+    one by default, or ``count`` images from ``sources`` by recipes of version ``recipes``."""
+    name = f"v{ICONS_VERSION}-n{count}-seed{seed}"
+    if tuple(sources) != DEFAULT_SOURCES or recipes != 1:
+        key = hashlib.sha256(json.dumps([f"{s.package}@{s.version}" for s in sources]).encode()).hexdigest()[:10]
+        name = f"v{ICONS_VERSION}-r{recipes}-sets{len(sources)}-{key}-n{count}-seed{seed}"
+    final = Path(cache_dir) / "icons" / name
     if log and not (final / "labels.csv").is_file():
-        log(f"building the real-logo set ({count} images from {len(DEFAULT_SOURCES)} icon sets, seed {seed}) "
+        log(f"building a real-logo set ({count} images from {len(sources)} icon sets, recipes {recipes}, seed {seed}) "
             f"in {final}")
-    return build_cached(final, lambda tmp: make_icon_dataset(tmp, count, seed, progress=progress,
-                                                             cache_dir=cache_dir, log=log), log)
+    return build_cached(final, lambda tmp: make_icon_dataset(tmp, count, seed, progress=progress, sources=sources,
+                                                             cache_dir=cache_dir, log=log, recipes=recipes), log)

@@ -1,0 +1,118 @@
+"""Issue 24's selection protocol: train on the training sets, choose on the selection sets, report
+the report sets (:mod:`ssimjax.data.sets` splits them once).
+
+``protocol_data`` builds (cached) three labelled sets, one per role, and a manifest joining them
+whose ``source`` column names each row's icon set. ``protocol_split`` gives a seed's rows: training
+and validation from the training sets only, every selection and report row held out.
+``protocol_table`` scores held-out predictions per set and sums them up per role: the mean, the
+worst set, and over seeds the mean and the spread (max - min) of each role's mean SRCC; a change
+is kept only if it lifts the selection-set mean by more than that spread.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ssimjax.data.logoset import icon_dataset
+from ssimjax.data.manifest import split_indices
+from ssimjax.data.sets import ROLES, SPLIT_VERSION, sources_named, split_sets
+from ssimjax.evaluate.metrics import quality_metrics
+from ssimjax.files import write_csv
+
+ROLE_SEEDS = {"train": 0, "selection": 1, "report": 2}  # each role's set is drawn with its own seed
+
+
+def protocol_data(cache_dir: str | Path, train_count: int, per_set: int, recipes: int = 2, log=None) -> Path:
+    """The folder of a manifest joining a ``train_count``-image set of the training sets and
+    ``per_set`` images of each selection and report set (each built and cached on first use)."""
+    split = split_sets()
+    counts = {"train": train_count, "selection": per_set * len(split["selection"]),
+              "report": per_set * len(split["report"])}
+    parts = {role: icon_dataset(cache_dir, counts[role], ROLE_SEEDS[role], log=log, sources=sources_named(role),
+                                recipes=recipes) for role in ROLES}
+    out = Path(cache_dir) / "protocol" / f"{SPLIT_VERSION}-r{recipes}-n{train_count}-per-set{per_set}"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for role in ROLES:
+        with open(parts[role] / "labels.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                rows.append((os.path.relpath(parts[role] / r["image"], out), r["ssim"], r["source"]))
+    write_csv(out / "labels.csv", ["image", "ssim", "source"], rows)
+    return out
+
+
+def protocol_split(sources: np.ndarray, validation_split: float, seed: int) -> tuple[np.ndarray, ...]:
+    """``(train, val, held out)`` row indices: the training sets' rows split seeded, every other row held out."""
+    sources = np.asarray(sources).astype(str)
+    train_sets = set(split_sets()["train"])
+    rest = np.flatnonzero([s in train_sets for s in sources])
+    held = np.flatnonzero([s not in train_sets for s in sources])
+    tr, va = split_indices(len(rest), validation_split, seed)
+    return rest[tr], rest[va], held
+
+
+def per_set_metrics(pred: np.ndarray, y: np.ndarray, sources: np.ndarray) -> dict[str, dict]:
+    """``{set: quality_metrics}`` over the held-out rows of each set."""
+    sources = np.asarray(sources).astype(str)
+    return {s: quality_metrics(pred[sources == s], y[sources == s]) for s in sorted(set(sources))}
+
+
+def role_summary(per_set: dict[str, dict]) -> dict[str, dict]:
+    """``{role: {"mean_srcc", "mean_plcc", "worst_srcc", "worst_set"}}`` for the selection and report sets."""
+    split, out = split_sets(), {}
+    for role in ("selection", "report"):
+        sets = [s for s in split[role] if s in per_set]
+        if not sets:
+            continue
+        worst = min(sets, key=lambda s: per_set[s]["srcc"])
+        out[role] = dict(mean_srcc=float(np.mean([per_set[s]["srcc"] for s in sets])),
+                         mean_plcc=float(np.mean([per_set[s]["plcc"] for s in sets])),
+                         worst_srcc=float(per_set[worst]["srcc"]), worst_set=worst, sets=len(sets))
+    return out
+
+
+def over_seeds(summaries: list[dict[str, dict]]) -> dict[str, dict]:
+    """Each role's figures averaged over seeds, with the spread (max - min) of its mean SRCC and PLCC."""
+    out = {}
+    for role in summaries[0]:
+        vals = {k: [s[role][k] for s in summaries] for k in ("mean_srcc", "mean_plcc", "worst_srcc")}
+        out[role] = {k: float(np.mean(v)) for k, v in vals.items()}
+        out[role]["spread_srcc"] = float(np.ptp(vals["mean_srcc"]))
+        out[role]["spread_plcc"] = float(np.ptp(vals["mean_plcc"]))
+        out[role]["seeds"] = len(summaries)
+    return out
+
+
+def protocol_table(results: dict) -> str:
+    """Markdown: per candidate, each held-out set's SRCC / PLCC (mean over seeds), then each role's
+    mean, worst and seed spread."""
+    split = split_sets()
+    sets = [s for role in ("selection", "report") for s in split[role]
+            if any(s in r["per_seed"][0]["per_set"] for r in results.values())]
+    head = ["candidate"] + [f"{s} ({role_tag(s)})" for s in sets] + \
+        ["selection mean", "selection worst", "selection spread", "report mean", "report worst"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for key, r in sorted(results.items()):
+        cells = [r["name"]]
+        for s in sets:
+            v = [p["per_set"][s] for p in r["per_seed"] if s in p["per_set"]]
+            cells.append(f"{np.mean([m['srcc'] for m in v]):.3f} / {np.mean([m['plcc'] for m in v]):.3f}")
+        o = r["over_seeds"]
+        sel, rep = o.get("selection", {}), o.get("report", {})
+        cells += [_pair(sel), f"{sel.get('worst_srcc', float('nan')):.3f}",
+                  f"{sel.get('spread_srcc', float('nan')):.3f} / {sel.get('spread_plcc', float('nan')):.3f}",
+                  _pair(rep), f"{rep.get('worst_srcc', float('nan')):.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def role_tag(name: str) -> str:
+    return "sel" if name in split_sets()["selection"] else "rep"
+
+
+def _pair(d: dict) -> str:
+    return f"{d.get('mean_srcc', float('nan')):.3f} / {d.get('mean_plcc', float('nan')):.3f}"
