@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import jax
@@ -49,18 +50,45 @@ def remove_unfinished(run_dir: str | Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _closed_loop(exc) -> bool:
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+_FILTERING = False
+
+
+def _filter_closed_loop_errors() -> None:
+    """When a save fails, the writes Orbax abandons report themselves from TensorStore's callback
+    threads, as soon as it gives up and again at exit: each finds its event loop closed, and the
+    error is printed through ``sys.excepthook``, ``threading.excepthook`` or
+    ``sys.unraisablehook``. Installed before the first save, since the first of them comes before
+    the save's error reaches ssimjax; every other error still prints."""
+    global _FILTERING
+    if _FILTERING:
+        return
+    _FILTERING = True
+    previous_unraisable, previous_except, previous_thread = sys.unraisablehook, sys.excepthook, threading.excepthook
+
+    def unraisable_hook(unraisable):
+        if not _closed_loop(unraisable.exc_value):
+            previous_unraisable(unraisable)
+
+    def except_hook(kind, value, tb):
+        if not _closed_loop(value):
+            previous_except(kind, value, tb)
+
+    def thread_hook(args):
+        if not _closed_loop(args.exc_value):
+            previous_thread(args)
+
+    sys.unraisablehook, sys.excepthook, threading.excepthook = unraisable_hook, except_hook, thread_hook
+
+
 def _quiet_abandoned_writes() -> None:
-    """After a failed save, the writes Orbax abandoned report themselves: TensorStore's callbacks find
-    their event loop closed (an unraisable error each, at exit) and asyncio logs their tasks'
-    exceptions as never retrieved. Noise once the failure is said in one line."""
+    """After a failed save, asyncio also logs the abandoned tasks' exceptions as never retrieved:
+    noise once the failure is said in one line."""
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    previous = sys.unraisablehook
-
-    def hook(unraisable):
-        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
-            previous(unraisable)
-
-    sys.unraisablehook = hook
+    _filter_closed_loop_errors()
 
 
 @contextlib.contextmanager
@@ -165,6 +193,7 @@ class RunCheckpoints:
             raise CheckpointError(f"{self.run_dir}: no checkpoints/ folder (is this a run folder?)")
         if not read_only:
             remove_unfinished(self.run_dir)
+        _filter_closed_loop_errors()
         self.manager = ocp.CheckpointManager(
             self.run_dir / "checkpoints", item_names=("state", "meta"), options=options
         )
@@ -250,6 +279,7 @@ class MapNetCheckpoints:
         # Written synchronously: the network is small (milliseconds a save), and a short training's
         # back-to-back async saves left Orbax writing metadata while the interpreter shut down.
         options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False)
+        _filter_closed_loop_errors()
         self.manager = ocp.CheckpointManager(self.dir, item_names=("state", "meta"), options=options)
         self.closed = False
 
