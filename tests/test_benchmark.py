@@ -48,7 +48,8 @@ def test_reference_step_in_pytorchs_mixed_precision_trains_and_keeps_float32_wei
 
 def test_benchmark_script_writes_its_keys(tmp_path):
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "scripts/benchmark.py", "--images", "8", "--epochs", "1", "--repeats", "1", "--map-steps", "10",
+    r = subprocess.run([sys.executable, "scripts/benchmark.py", "--images", "8", "--epochs", "1", "--repeats", "1",
+                        "--map-steps", "10", "--map-extra", "12",
                         "--cv-rows", "40", "--skip", "extract,finetune,mlp,latency,real,bf16", "--default-e2e", "--json", str(out),
                         "--cache-dir", str(tmp_path / "cache")],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)

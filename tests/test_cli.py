@@ -21,7 +21,7 @@ def run(script, *args, env=None):
 
 def test_train_then_predict(tmp_path, small_dataset):
     out = tmp_path / "run"
-    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "3", *TINY)
+    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "3", "--no-report", *TINY)  # report: test_report
     assert r.returncode == 0, r.stderr
     assert "best epoch" in r.stdout
     assert "Epoch   1/3 | Train Loss:" in r.stderr  # one log line per epoch, as the plan

@@ -246,7 +246,7 @@ def test_default_run_trains_on_icons_holds_out_logos_and_evaluate_scores_it(tmp_
 
     out = tmp_path / "run"
     r = script("train.py", "--icon-count", 40, "--backbone", "tiny", "--hidden-dims", "16", "--batch-size", "8",
-               "--epochs", "2", "--map-steps", "20", "--no-report", "--out", out)
+               "--epochs", "2", "--map-steps", "20", "--map-extra", "24", "--no-report", "--out", out)
     assert r.returncode == 0, r.stderr
     assert "held-out icon set 'logos' (8 images): SRCC" in r.stdout
     summary = json.loads((out / "summary.json").read_text())

@@ -142,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
                         "most of them training its SSIM-map network")
     p.add_argument("--map-steps", type=int, help="end-to-end default model: its SSIM-map network's training steps "
                    "(default: the default model's)")
+    p.add_argument("--map-extra", type=int, help="end-to-end default model: its synthetic wordmarks (default: the "
+                   "default model's)")
     p.add_argument("--cv-rows", type=int, default=1024, help="cached-feature rows of the cross-validation timing "
                    "(default 1024)")
     p.add_argument("--skip", default="", help="comma-separated parts to leave out: e2e,extract,finetune,mlp,cv,"
@@ -163,7 +165,7 @@ def _e2e(args, data: Path) -> dict:
         # Once, cold: most of it is training the SSIM-map network, which a warm compilation cache
         # hardly shortens, and a second run would take the benchmark past 15 minutes.
         r["e2e_ssimjax_default"] = ssimjax_e2e(data, args.epochs, 32, plan=False, map_steps=args.map_steps,
-                                               attempts=("cold",))
+                                               attempts=("cold",), map_extra=args.map_extra)
         print(f"e2e ssimjax default model: {r['e2e_ssimjax_default']['cold']['seconds']:.1f} s cold", flush=True)
         r["e2e_default_speedup"] = r["e2e_torch"]["seconds"] / r["e2e_ssimjax_default"]["cold"]["seconds"]
     r["persistent_compilation_cache"] = ("e2e_frozen_speedup: empty (cold, every compilation timed); "

@@ -15,7 +15,7 @@ from ssimjax.cli import command_line
 
 # -- ssimjax ---------------------------------------------------------------------------------
 def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool, map_steps: int | None = None,
-                attempts: tuple = ("cold", "warm")) -> dict:
+                attempts: tuple = ("cold", "warm"), map_extra: int | None = None) -> dict:
     """`ssimjax train` in a fresh process with an empty feature cache: first with an empty
     persistent compilation cache (cold: every compilation is timed), then again with the features
     removed but the compilation cache the first run left (warm: a user's second run).
@@ -35,6 +35,7 @@ def ssimjax_e2e(data: Path, epochs: int, batch: int, plan: bool, map_steps: int 
             cmd += ["--data", str(data), "--epochs", str(epochs), "--batch-size", str(batch), "--patience",
                     str(epochs + 1), "--no-report", "--no-export", "--cache-dir", str(cache), "--out", str(run)]
             cmd += ["--plan-model"] if plan else ["--map-steps", str(map_steps)] if map_steps else []
+            cmd += ["--map-extra", str(map_extra)] if map_extra is not None and not plan else []
             t0 = time.perf_counter()
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             seconds = time.perf_counter() - t0
