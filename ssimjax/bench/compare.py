@@ -78,17 +78,12 @@ def main(argv=None) -> int:
     if args.protocol:
         return _protocol_main(args, cache_dir, t0)
     data = args.data or icon_dataset(cache_dir, count=args.icon_count, log=print)
-    wanted = set(args.candidates.split(","))
-    shared = Shared.build(data, cache_dir, backbone_features=bool(wanted & {"a", "b", "c"}))
-    print(f"data ready in {time.perf_counter() - t0:.0f}s: {shared.facts['valid_rows']} images; {shared.timings}")
+    shared, candidates = _prepare(args, data, cache_dir, t0)
     held_out = args.sources.split(",") if args.sources else sorted(set(shared.sources) - {""})
-    candidates = _candidates(shared)
-    if "g" in wanted:
-        candidates["g"] = ("(g) statistics + learned SSIM-map score -> MLP", MapCandidate(shared, args))
     results = {}
     for source in held_out:
         tr, va, te = split_rows(shared.sources, shared.base.validation_split, shared.base.seed, source)
-        for key in sorted(wanted & set(candidates)):
+        for key in sorted(candidates):
             name, run = candidates[key]
             t = time.perf_counter()
             m = quality_metrics(run(tr, va, te), shared.y[te])
@@ -109,18 +104,24 @@ def main(argv=None) -> int:
     return 0
 
 
-def _protocol_main(args, cache_dir: Path, t0: float) -> int:
-    data = args.data or protocol_data(cache_dir, args.train_count, args.per_set, args.recipes, log=print)
+def _prepare(args, data, cache_dir: Path, t0: float) -> tuple["Shared", dict]:
+    """The data's shared inputs and the candidates ``--candidates`` asks for, by key."""
     wanted = set(args.candidates.split(","))
     shared = Shared.build(data, cache_dir, backbone_features=bool(wanted & {"a", "b", "c"}))
     print(f"data ready in {time.perf_counter() - t0:.0f}s: {shared.facts['valid_rows']} images; {shared.timings}")
     candidates = _candidates(shared)
     if "g" in wanted:
         candidates["g"] = ("(g) statistics + learned SSIM-map score -> MLP", MapCandidate(shared, args))
+    return shared, {k: v for k, v in candidates.items() if k in wanted}
+
+
+def _protocol_main(args, cache_dir: Path, t0: float) -> int:
+    data = args.data or protocol_data(cache_dir, args.train_count, args.per_set, args.recipes, log=print)
+    shared, candidates = _prepare(args, data, cache_dir, t0)
     results = {}
     for seed in [int(x) for x in args.seeds.split(",")]:
         tr, va, held = protocol_split(shared.sources, shared.base.validation_split, seed)
-        for key in sorted(wanted & set(candidates)):
+        for key in sorted(candidates):
             name, run = candidates[key]
             t = time.perf_counter()
             per = per_set_metrics(run(tr, va, held, seed), shared.y[held], shared.sources[held])
