@@ -16,16 +16,21 @@ BACKBONES = ("resnet50", "tiny")
 HEAD_INITS = ("lecun_normal", "kaiming_fan_out")
 POOLED_STAGES = ("last", "all")
 COMPUTE_DTYPES = ("float32", "bfloat16")
-MAP_STEPS = 7000  # the SSIM-map network's default training steps
+MAP_STEPS = 7000  # the most steps the SSIM-map network trains by default (map_steps_for)
+MAP_MIN_STEPS = 500  # and the fewest
+MAP_STEPS_PER_IMAGE = 2  # its default steps per training image, between those bounds
 MAP_CROP = 48  # and the side of its training crops, in pixels
 # What differs between the plan's model and training defaults and ssimjax's (TrainConfig.plan_model).
 PLAN_MODEL = dict(image_stats=False, map_net=False, backbone_features=True, loss="mse", epochs=50, patience=10)
 DEFAULT_DEMO_COUNT = 400  # images in the built-in generated set
-DEFAULT_ICON_COUNT = 6000  # images in the built-in real-logo set
+DEFAULT_ICON_COUNT = 3000  # training images of the built-in real-logo set (from the split's training sets)
+DEFAULT_HELD_OUT_PER_SET = 60  # and images of each selection and report set, held out
 # The built-in sets (--data icons | generated); icons is the default.
 BUILTIN_DATA = ("icons", "generated")
-# The icon set a default run holds out and scores at the end: the most logo-like of the five.
-DEFAULT_TEST_SOURCE = "logos"
+# What a default run holds out and scores at the end: every selection and report set of the fixed
+# split (ssimjax.data.sets), none of which it trains on.
+HELD_OUT_ROLES = "selection,report"
+DEFAULT_TEST_SOURCE = HELD_OUT_ROLES
 
 
 class ConfigError(ValueError):
@@ -57,7 +62,8 @@ class TrainConfig:
     patience: int = 20
     min_delta: float = 1e-4
     validation_split: float = 0.2
-    # Rows of this manifest 'source' (an icon set) are held out: never trained on nor used to stop
+    # Rows of these manifest sources (icon sets: comma-separated, or the split's roles 'selection'
+    # and 'report') are held out: never trained on nor used to stop
     # training, and scored at the end (summary.json test_metrics). None: no test set.
     test_source: Optional[str] = None
     # Model.
@@ -80,7 +86,9 @@ class TrainConfig:
     # 0.905 / 0.863 after 6,000. A step of 48 px crops costs 0.55x one of 64 px (its 20 px of
     # context each side are a larger share of less work), so 7,000 steps of them take about as
     # long as 4,000 of 64 px and reach 0.911 / 0.887: more steps matter more than larger crops.
-    map_steps: int = MAP_STEPS
+    # None: MAP_STEPS_PER_IMAGE per training image, within [MAP_MIN_STEPS, MAP_STEPS] (map_steps_for),
+    # so that a small set does not spend minutes here.
+    map_steps: Optional[int] = None
     map_crop: int = MAP_CROP
     # With the map network, the MLP corrects its score (output: the map score plus the MLP's, in
     # place of a sigmoid of the MLP's) rather than predicting SSIM from it as one more input.
@@ -150,13 +158,14 @@ class TrainConfig:
         need(len(self.hidden_dims) >= 1 and all(h >= 1 for h in self.hidden_dims), "hidden_dims",
              "must be one or more positive whole numbers")
         need(self.test_source is None or (isinstance(self.test_source, str) and self.test_source.strip() != ""),
-             "test_source", "must be a source name or None")
+             "test_source", "must be source names (comma-separated) or None")
         need(self.image_stats or self.backbone_features, "backbone_features",
              "the MLP needs an input: backbone features, image statistics, or both")
         need(self.image_stats or not self.map_net, "map_net",
              "the map score joins the image statistics: it needs image_stats (or map_net false)")
         need(is_int(self.map_channels) and self.map_channels >= 1, "map_channels", "must be a whole number >= 1")
-        need(is_int(self.map_steps) and self.map_steps >= 1, "map_steps", "must be a whole number >= 1")
+        need(self.map_steps is None or (is_int(self.map_steps) and self.map_steps >= 1), "map_steps",
+             "must be a whole number >= 1 (or None: by the number of training images)")
         need(is_int(self.map_extra) and self.map_extra >= 0, "map_extra", "must be a whole number >= 0")
         need(is_int(self.map_crop) and self.map_crop >= 2 and self.map_crop % 2 == 0, "map_crop",
              "must be an even whole number >= 2 (the network predicts 2x2 cells)")
@@ -191,6 +200,15 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
         return cls(**d)
+
+
+def map_steps_for(config: TrainConfig, train_images: int) -> int:
+    """The SSIM-map network's training steps for ``train_images`` training images (the synthetic
+    wordmarks not counted): ``config.map_steps`` if set, else :data:`MAP_STEPS_PER_IMAGE` per image
+    within [:data:`MAP_MIN_STEPS`, :data:`MAP_STEPS`]."""
+    if config.map_steps is not None:
+        return config.map_steps
+    return int(min(MAP_STEPS, max(MAP_MIN_STEPS, MAP_STEPS_PER_IMAGE * train_images)))
 
 
 def save_config(path: Path, config: TrainConfig, **extra) -> None:

@@ -211,12 +211,12 @@ def test_the_default_packages_download_with_their_published_integrity(tmp_path):
     assert json.loads(files["icons.json"])["prefix"] == "flag"
 
 
-def publish_default_sources(registry):
-    """Tiny stand-ins published under the five default packages' names and pinned versions."""
-    from ssimjax.data.icons import DEFAULT_SOURCES
+def publish_every_source(registry):
+    """Tiny stand-ins published under every known set's package name and pinned version."""
+    from ssimjax.data.sets import ALL_SOURCES
 
     bodies = [SQUARE, RING, STRIPES, '<path fill="#0a0" d="M8 1l7 14H1z"/>']
-    for k, source in enumerate(DEFAULT_SOURCES):
+    for k, source in enumerate(ALL_SOURCES):
         if source.kind == "simple-icons":
             brands = [{"title": f"B{i}", "slug": f"b{i}", "hex": f"{40 * i:02X}30C0"} for i in range(4)]
             files = {"data/simple-icons.json": json.dumps(brands).encode()}
@@ -224,19 +224,19 @@ def publish_default_sources(registry):
                 files[f"icons/b{i}.svg"] = (f'<svg viewBox="0 0 24 24" xmlns="http://www.w3.org/2000/svg">'
                                             f'<circle cx="12" cy="12" r="{4 + 2 * i}"/></svg>').encode()
         else:
-            icons = {"width": 16, "height": 16 - k, "icons": {f"i{i}": {"body": b} for i, b in enumerate(bodies)}}
+            icons = {"width": 16, "height": 16 - k % 6, "icons": {f"i{i}": {"body": b} for i, b in enumerate(bodies)}}
             files = {"icons.json": json.dumps(icons).encode()}
         publish(registry, source.package, source.version, files)
 
 
-def test_default_run_trains_on_icons_holds_out_logos_and_evaluate_scores_it(tmp_path):
+def test_default_run_trains_on_the_training_sets_scores_the_held_out_ones_and_evaluate_agrees(tmp_path):
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    publish_default_sources(tmp_path / "registry")
+    publish_every_source(tmp_path / "registry")
     env = {**os.environ, "SSIMJAX_NPM_REGISTRY": (tmp_path / "registry").as_uri(),
            "SSIMJAX_CACHE_DIR": str(tmp_path / "cache")}
 
@@ -244,16 +244,27 @@ def test_default_run_trains_on_icons_holds_out_logos_and_evaluate_scores_it(tmp_
         return subprocess.run([sys.executable, str(root / "scripts" / name), *map(str, args)], capture_output=True,
                               text=True, env=env, timeout=600)
 
+    from ssimjax.data.sets import split_sets
+
+    split = split_sets()
     out = tmp_path / "run"
-    r = script("train.py", "--icon-count", 40, "--backbone", "tiny", "--hidden-dims", "16", "--batch-size", "8",
-               "--epochs", "2", "--map-steps", "20", "--map-extra", "24", "--no-report", "--out", out)
+    r = script("train.py", "--icon-count", 44, "--held-out-per-set", 2, "--backbone", "tiny", "--hidden-dims", "16",
+               "--batch-size", "8", "--epochs", "2", "--map-steps", "20", "--map-extra", "24", "--no-report",
+               "--out", out)
     assert r.returncode == 0, r.stderr
-    assert "held-out icon set 'logos' (8 images): SRCC" in r.stdout
     summary = json.loads((out / "summary.json").read_text())
     config = json.loads((out / "config.json").read_text())
-    assert summary["test_source"] == "logos" and summary["test_metrics"]["count"] == 8
-    assert config["data"]["sources"] == {"flag": 8, "fluent-emoji-flat": 8, "logos": 8, "simple-icons": 8, "twemoji": 8}
-    assert config["data"]["train_rows"] + config["data"]["val_rows"] == 32 and config["data"]["test_rows"] == 8
+    held_out = split["selection"] + split["report"]
+    # Four of each training set's images train; two of each selection and report set are held out.
+    assert config["data"]["sources"] == {**{s: 4 for s in split["train"]}, **{s: 2 for s in held_out}}
+    assert config["data"]["train_rows"] + config["data"]["val_rows"] == 44
+    assert summary["test_source"] == "selection,report" and summary["test_metrics"]["count"] == 2 * len(held_out)
+    assert set(summary["test_per_set"]) == set(held_out)
+    report = summary["test_roles"]["report"]
+    assert report["sets"] == len(split["report"]) and report["worst_set"] in split["report"]
+    assert report["worst_srcc"] == min(summary["test_per_set"][s]["srcc"] for s in split["report"])
+    assert f"report sets ({len(split['report'])}, never trained or chosen on): mean SRCC" in r.stdout
+    assert f"selection sets ({len(split['selection'])}, designs are chosen on these)" in r.stdout
     # The synthetic wordmarks the map network trains on are training rows of the MLP too, at most
     # one for every three real ones.
     assert config["data"]["synthetic_train_rows"] == config["data"]["train_rows"] // 3 > 0
@@ -261,15 +272,18 @@ def test_default_run_trains_on_icons_holds_out_logos_and_evaluate_scores_it(tmp_
     r = script("evaluate.py", "--checkpoint", out, "--data", Path(config["data"]["manifest"]).parent, "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
-    assert set(result["per_source"]) == {"flag", "fluent-emoji-flat", "logos", "simple-icons", "twemoji"}
-    assert result["overall"]["count"] == 40 and {"srcc", "plcc", "krcc", "mae", "rmse"} <= set(result["overall"])
-    assert result["per_source"]["logos"]["srcc"] == pytest.approx(summary["test_metrics"]["srcc"], abs=1e-6)
+    assert set(result["per_source"]) == set(split["train"] + held_out)
+    assert result["overall"]["count"] == 44 + 2 * len(held_out)
+    assert {"srcc", "plcc", "krcc", "mae", "rmse"} <= set(result["overall"])
+    for name in held_out:
+        assert result["per_source"][name]["srcc"] == pytest.approx(summary["test_per_set"][name]["srcc"], abs=1e-6)
     r = script("evaluate.py", "--checkpoint", out, "--data", Path(config["data"]["manifest"]).parent)
     assert r.returncode == 0 and r.stdout.splitlines()[0].split() == ["set", "n", "SRCC", "PLCC", "KRCC", "MAE", "RMSE"]
 
     # An unknown held-out source, and no registry and no cache: one clear line each.
-    r = script("train.py", "--icon-count", 40, "--backbone", "tiny", "--test-source", "emoji", "--out", tmp_path / "x")
-    assert r.returncode == 1 and "test source 'emoji' has no rows (sources: flag," in r.stderr, r.stderr
+    r = script("train.py", "--icon-count", 44, "--held-out-per-set", 2, "--backbone", "tiny", "--test-source",
+               "logos,emoji", "--out", tmp_path / "x")
+    assert r.returncode == 1 and "test source 'emoji' has no rows (sources: catppuccin," in r.stderr, r.stderr
     env["SSIMJAX_NPM_REGISTRY"] = (tmp_path / "offline").as_uri()
     env["SSIMJAX_CACHE_DIR"] = str(tmp_path / "empty-cache")
     r = script("train.py", "--icon-count", 40, "--backbone", "tiny", "--out", tmp_path / "y")

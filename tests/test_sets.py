@@ -69,3 +69,38 @@ def test_the_protocol_trains_on_training_sets_only_and_sums_up_each_role_over_se
     table = protocol_table({"x": {"name": "candidate x", "over_seeds": o,
                                   "per_seed": [{"per_set": per_set_metrics(y, y, sources[held])}]}})
     assert "| candidate x | 1.000 / 1.000 |" in table and "unjs (rep)" in table and "logos (sel)" in table
+
+
+def test_a_held_out_spec_names_sets_or_roles_and_a_run_reports_each_role():
+    from ssimjax.cli.train import held_out_lines
+    from ssimjax.data.manifest import DataError, split_rows
+    from ssimjax.data.sets import held_out_names
+    from ssimjax.evaluate.metrics import per_set_metrics, role_summary
+    from ssimjax.evaluate.report import _dashboard_html
+
+    split = split_sets()
+    assert held_out_names("selection,report") == list(split["selection"] + split["report"])
+    assert held_out_names("logos, mine,logos") == ["logos", "mine"]  # a user's own source names too
+    sources = np.asarray(["mine"] * 6 + ["logos"] * 4 + ["mdi"] * 10)
+    tr, va, test = split_rows(sources, 0.2, 0, "mine,logos")
+    assert list(test) == list(range(10)) and set(sources[np.concatenate([tr, va])]) == {"mdi"}
+    with pytest.raises(DataError, match="test source 'emoji' has no rows \\(sources: logos, mdi, mine\\)"):
+        split_rows(sources, 0.2, 0, "logos,emoji")
+
+    rng = np.random.default_rng(0)
+    names = list(split["selection"] + split["report"])
+    held = np.repeat(names, 10)
+    y = rng.uniform(0.8, 1.0, len(held))
+    pred = y + rng.normal(0, 0.01, len(y))
+    per_set = per_set_metrics(pred, y, held)
+    roles = role_summary(per_set)
+    summary = {"test_source": "selection,report", "test_metrics": {"count": len(y), "srcc": 0.9, "plcc": 0.8,
+                                                                   "mae": 0.01},
+               "test_per_set": per_set, "test_roles": roles}
+    lines = held_out_lines(summary)
+    mean = roles["report"]["mean_srcc"]
+    assert lines[0].startswith(f"report sets (5, never trained or chosen on): mean SRCC {mean:.4f}")
+    assert lines[1].startswith("selection sets (6, designs are chosen on these)") and "logos " in lines[2]
+    html = _dashboard_html(summary, {}, {})
+    assert "report sets: mean SRCC" in html and "Held-out icon sets" in html
+    assert "<td>logos</td><td>selection</td>" in html

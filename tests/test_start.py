@@ -6,9 +6,9 @@ from ssimjax.config import ConfigError, TrainConfig
 from ssimjax.train.plan import RunError, plan_run
 
 
-def test_a_default_run_trains_on_icons_and_holds_out_logos(tmp_path):
+def test_a_default_run_trains_on_icons_and_holds_out_the_selection_and_report_sets(tmp_path):
     plan = plan_run({}, out=tmp_path / "r")
-    assert plan.data == "icons" and plan.config.test_source == "logos"
+    assert plan.data == "icons" and plan.config.test_source == "selection,report"
     assert plan.config.image_stats and not plan.config.backbone_features
     own = plan_run({}, out=tmp_path / "r", data=str(tmp_path))
     assert own.config.test_source is None
@@ -49,3 +49,15 @@ def test_conflicting_requests_are_refused(tmp_path):
         (tmp_path / work / work).mkdir(parents=True)
         with pytest.raises(RunError, match="already holds a run"):
             plan_run({}, out=tmp_path / work)
+
+
+def test_the_map_network_steps_scale_with_the_training_images():
+    from ssimjax.config import MAP_MIN_STEPS, MAP_STEPS, map_steps_for
+
+    auto = TrainConfig()
+    assert map_steps_for(auto, 32) == MAP_MIN_STEPS  # a 40-image set: seconds, not minutes
+    assert map_steps_for(auto, 1000) == 2000 and map_steps_for(auto, 2400) == 4800
+    assert map_steps_for(auto, 100_000) == MAP_STEPS
+    assert map_steps_for(TrainConfig(map_steps=20), 100_000) == 20
+    with pytest.raises(ConfigError, match="map_steps: must be a whole number >= 1"):
+        TrainConfig(map_steps=0)

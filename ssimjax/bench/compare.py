@@ -41,7 +41,7 @@ from ssimjax.bench.protocol import (
     role_summary,
 )
 from ssimjax.cli import common as _cli
-from ssimjax.config import MAP_CROP, MAP_STEPS, TrainConfig
+from ssimjax.config import MAP_CROP, MAP_STEPS, TrainConfig, map_steps_for
 from ssimjax.data.logoset import icon_dataset
 from ssimjax.data.manifest import split_rows
 from ssimjax.data.sets import split_sets
@@ -149,8 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", help="comma-separated held-out sources (default: every source)")
     p.add_argument("--candidates", default="a,b,c,e,f,g",
                    help="which of a,b,c,e,f,g to run (default all; g trains a map network per held-out set)")
-    p.add_argument("--map-steps", type=int, default=MAP_STEPS,
-                   help=f"(g): training steps of the map network (default {MAP_STEPS})")
+    p.add_argument("--map-steps", type=int,
+                   help="(g): training steps of the map network (default: as a default run's, by the number of "
+                   f"training images, at most {MAP_STEPS})")
     p.add_argument("--map-crop", type=int, default=MAP_CROP,
                    help=f"(g): side of the map network's training crops in pixels (default {MAP_CROP})")
     p.add_argument("--map-extra", type=int, default=TrainConfig.map_extra,
@@ -282,7 +283,8 @@ class MapCandidate:
         s, args = self.s, self.args
         t = time.perf_counter()
         model = train_map_model([self.pixels[i] for i in tr] + self.extra_pixels,
-                                [self.maps[i] for i in tr] + self.extra_maps, self.spec, args.map_steps, seed,
+                                [self.maps[i] for i in tr] + self.extra_maps, self.spec,
+                                map_steps_for(TrainConfig(map_steps=args.map_steps), len(tr)), seed,
                                 log=print, crop_size=args.map_crop)
         t_train = time.perf_counter() - t
         score = model.score(self.pixels)

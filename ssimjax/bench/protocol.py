@@ -11,68 +11,31 @@ is kept only if it lifts the selection-set mean by more than that spread.
 
 from __future__ import annotations
 
-import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ssimjax.data.logoset import icon_dataset
-from ssimjax.data.manifest import split_indices
-from ssimjax.data.sets import ROLES, SPLIT_VERSION, sources_named, split_sets
-from ssimjax.evaluate.metrics import quality_metrics
-from ssimjax.files import write_csv
+from ssimjax.config import HELD_OUT_ROLES
+from ssimjax.data.logoset import split_icon_dataset
+from ssimjax.data.manifest import split_rows
+from ssimjax.data.sets import split_sets
+from ssimjax.evaluate.metrics import per_set_metrics, role_summary
 
-ROLE_SEEDS = {"train": 0, "selection": 1, "report": 2}  # each role's set is drawn with its own seed
+__all__ = ["over_seeds", "per_set_metrics", "protocol_data", "protocol_split", "protocol_table", "role_summary"]
+
 
 
 def protocol_data(cache_dir: str | Path, train_count: int, per_set: int, recipes: int = 2, log=None) -> Path:
     """The folder of a manifest joining a ``train_count``-image set of the training sets and
-    ``per_set`` images of each selection and report set (each built and cached on first use)."""
-    split = split_sets()
-    counts = {"train": train_count, "selection": per_set * len(split["selection"]),
-              "report": per_set * len(split["report"])}
-    parts = {role: icon_dataset(cache_dir, counts[role], ROLE_SEEDS[role], log=log, sources=sources_named(role),
-                                recipes=recipes) for role in ROLES}
-    out = Path(cache_dir) / "protocol" / f"{SPLIT_VERSION}-r{recipes}-n{train_count}-per-set{per_set}"
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for role in ROLES:
-        with open(parts[role] / "labels.csv", newline="") as f:
-            for r in csv.DictReader(f):
-                rows.append((os.path.relpath(parts[role] / r["image"], out), r["ssim"], r["source"]))
-    write_csv(out / "labels.csv", ["image", "ssim", "source"], rows)
-    return out
+    ``per_set`` images of each selection and report set: a default run's data
+    (:func:`ssimjax.data.logoset.split_icon_dataset`)."""
+    return split_icon_dataset(cache_dir, train_count, per_set, recipes, log=log)
 
 
 def protocol_split(sources: np.ndarray, validation_split: float, seed: int) -> tuple[np.ndarray, ...]:
-    """``(train, val, held out)`` row indices: the training sets' rows split seeded, every other row held out."""
-    sources = np.asarray(sources).astype(str)
-    train_sets = set(split_sets()["train"])
-    rest = np.flatnonzero([s in train_sets for s in sources])
-    held = np.flatnonzero([s not in train_sets for s in sources])
-    tr, va = split_indices(len(rest), validation_split, seed)
-    return rest[tr], rest[va], held
-
-
-def per_set_metrics(pred: np.ndarray, y: np.ndarray, sources: np.ndarray) -> dict[str, dict]:
-    """``{set: quality_metrics}`` over the held-out rows of each set."""
-    sources = np.asarray(sources).astype(str)
-    return {s: quality_metrics(pred[sources == s], y[sources == s]) for s in sorted(set(sources))}
-
-
-def role_summary(per_set: dict[str, dict]) -> dict[str, dict]:
-    """``{role: {"mean_srcc", "mean_plcc", "worst_srcc", "worst_set"}}`` for the selection and report sets."""
-    split, out = split_sets(), {}
-    for role in ("selection", "report"):
-        sets = [s for s in split[role] if s in per_set]
-        if not sets:
-            continue
-        worst = min(sets, key=lambda s: per_set[s]["srcc"])
-        out[role] = dict(mean_srcc=float(np.mean([per_set[s]["srcc"] for s in sets])),
-                         mean_plcc=float(np.mean([per_set[s]["plcc"] for s in sets])),
-                         worst_srcc=float(per_set[worst]["srcc"]), worst_set=worst, sets=len(sets))
-    return out
+    """``(train, val, held out)`` row indices, as a default run splits them: the training sets'
+    rows split seeded, every selection and report row held out."""
+    return split_rows(sources, validation_split, seed, HELD_OUT_ROLES)
 
 
 def over_seeds(summaries: list[dict[str, dict]]) -> dict[str, dict]:

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     plan = _plan(parser, args)
     try:
         result, out = train_run(plan=plan, skip_invalid=args.skip_invalid, cache_dir=args.cache_dir,
-                                demo_count=args.demo_count, icon_count=args.icon_count, report=args.report)
+                                demo_count=args.demo_count, icon_count=args.icon_count,
+                                held_out_per_set=args.held_out_per_set, report=args.report)
         if args.export:
             write_torch_model(out, plan.config)
     except (DataError, RunError, TrainingError, CheckpointError, ConfigError, PackageError, ParallelError) as e:
@@ -106,7 +107,7 @@ def given_fields(args) -> dict:
 
 def _plan(parser, args):
     """How the run starts (:func:`ssimjax.train.plan.plan_run`); a bad flag is a usage error naming it."""
-    for name in ("demo_count", "icon_count"):
+    for name in ("demo_count", "icon_count", "held_out_per_set"):
         if getattr(args, name) < 1:
             parser.error(f"{flag(name)}: must be >= 1 (got {getattr(args, name)})")
     loader = backbone_loader(args.backbone_weights) if args.backbone_weights != "none" else None
@@ -125,9 +126,31 @@ def _print_result(result, out, config, report: bool) -> None:
     m = result.best_val_metrics
     print(f"best epoch {result.best_epoch + 1}/{result.epochs_completed}: val loss {m['loss']:.4f}, "
           f"val correlation {m['correlation']:.4f}, val MAE {m['mae']:.4f}; run folder {out}")
-    test = json.loads((out / "summary.json").read_text()).get("test_metrics")
+    summary = json.loads((out / "summary.json").read_text())
     if report:
         print(f"dashboard: {out / 'report' / 'training_dashboard.html'}")
-    if test:
-        print(f"held-out icon set {config.test_source!r} ({test['count']} images): SRCC {test['srcc']:.4f}, "
-              f"PLCC {test['plcc']:.4f}, MAE {test['mae']:.4f}")
+    for line in held_out_lines(summary):
+        print(line)
+
+
+def held_out_lines(summary: dict) -> list[str]:
+    """What a run's summary says about its held-out sets: each role's mean and worst (report sets
+    first: icon sets nobody chose anything on) and every set, or the one held-out set."""
+    test, roles = summary.get("test_metrics"), summary.get("test_roles") or {}
+    if not test:
+        return []
+    per_set = summary.get("test_per_set") or {}
+    if not per_set:
+        return [f"held-out icon set {summary.get('test_source')!r} ({test['count']} images): SRCC {test['srcc']:.4f}, "
+                f"PLCC {test['plcc']:.4f}, MAE {test['mae']:.4f}"]
+    lines = []
+    for role, what in (("report", "never trained or chosen on"), ("selection", "designs are chosen on these")):
+        if role in roles:
+            r = roles[role]
+            lines.append(f"{role} sets ({r['sets']}, {what}): mean SRCC {r['mean_srcc']:.4f}, PLCC "
+                         f"{r['mean_plcc']:.4f}; worst {r['worst_set']} SRCC {r['worst_srcc']:.4f}")
+    lines.append("held-out sets: " + ", ".join(f"{name} {v['srcc']:.3f} / {v['plcc']:.3f}"
+                                               for name, v in per_set.items()) + " (SRCC / PLCC)")
+    lines.append(f"all {test['count']} held-out images: SRCC {test['srcc']:.4f}, PLCC {test['plcc']:.4f}, "
+                 f"MAE {test['mae']:.4f}")
+    return lines

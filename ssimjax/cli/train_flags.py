@@ -9,12 +9,15 @@ from ssimjax.config import (
     BASE_LOSSES,
     COMPUTE_DTYPES,
     DEFAULT_DEMO_COUNT,
+    DEFAULT_HELD_OUT_PER_SET,
     DEFAULT_ICON_COUNT,
     DEFAULT_TEST_SOURCE,
     HEAD_INITS,
     LOSSES,
     MAP_CROP,
+    MAP_MIN_STEPS,
     MAP_STEPS,
+    MAP_STEPS_PER_IMAGE,
     POOLED_STAGES,
     SCHEDULERS,
 )
@@ -68,21 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data_flags(g) -> None:
-    g.add_argument("--data", help="icons (the default: real logos from five public icon sets), generated (logo-like "
+    g.add_argument("--data", help="icons (the default: real logos from 22 public icon sets, trained on the split's "
+                   "training sets, scored on its selection and report sets), generated (logo-like "
                    "images made offline), or a CSV (image,ssim[,source]) or JSON manifest, or a folder holding "
                    "labels.csv/labels.json")
     g.add_argument("--out", help="run folder (default: a new folder under runs/)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    g.add_argument("--test-source", metavar="NAME|none",
-                   help="hold out every row of this manifest source (an icon set): never trained on, scored at the "
-                   f"end (default {DEFAULT_TEST_SOURCE} for --data icons, none otherwise)")
+    g.add_argument("--test-source", metavar="NAMES|none",
+                   help="hold out every row of these manifest sources (icon sets, comma-separated; 'selection' and "
+                   "'report' stand for the fixed split's sets): never trained on, scored at the end, each set and "
+                   f"together (default {DEFAULT_TEST_SOURCE} for --data icons, none otherwise)")
     g.add_argument("--validation-split", type=float, help="share of rows held out, seeded (default 0.2)")
     g.add_argument("--skip-invalid", action="store_true", help="train on the valid rows, skipping invalid ones")
     g.add_argument("--cache-dir", help="demo data and feature cache (default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax)")
     g.add_argument("--demo-count", type=int, default=DEFAULT_DEMO_COUNT,
                    help=f"images in the built-in generated set (default {DEFAULT_DEMO_COUNT})")
     g.add_argument("--icon-count", type=int, default=DEFAULT_ICON_COUNT,
-                   help=f"images in the built-in real-logo set (default {DEFAULT_ICON_COUNT})")
+                   help="training images in the built-in real-logo set, drawn evenly from the split's training sets "
+                   f"(default {DEFAULT_ICON_COUNT})")
+    g.add_argument("--held-out-per-set", type=int, default=DEFAULT_HELD_OUT_PER_SET,
+                   help="images of each selection and report set in the built-in real-logo set, held out "
+                   f"(default {DEFAULT_HELD_OUT_PER_SET})")
 
 def _training_flags(g) -> None:
     g.add_argument("--epochs", type=int, help="maximum epochs (default 150; 50 with --plan-model)")
@@ -147,7 +156,8 @@ def _map_flags(g) -> None:
                    help="no learned SSIM-map score beside the statistics: the statistics MLP alone (saves about "
                    "4 minutes of a default run; held-out PLCC about 0.1 lower)")
     g.add_argument("--map-channels", type=int, help="the SSIM-map network's width (default 16)")
-    g.add_argument("--map-steps", type=int, help=f"the SSIM-map network's training steps (default {MAP_STEPS})")
+    g.add_argument("--map-steps", type=int, help="the SSIM-map network's training steps (default "
+                   f"{MAP_STEPS_PER_IMAGE} per training image, {MAP_MIN_STEPS} to {MAP_STEPS})")
     g.add_argument("--map-crop", type=int, help=f"the side of its training crops in pixels (default {MAP_CROP})")
     g.add_argument("--map-extra", type=int, help="synthetic wordmarks added to the SSIM-map network's training "
                    "images (default 1200; 0: none)")

@@ -14,11 +14,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from ssimjax.config import DEFAULT_ICON_COUNT
+from ssimjax.config import DEFAULT_HELD_OUT_PER_SET, DEFAULT_ICON_COUNT
 from ssimjax.data.build import build_cached, resumable_jobs
 from ssimjax.data.icons import DEFAULT_SOURCES, ICONS_VERSION, Source, choose_icons, draw_recipe, rasterise, source_svgs
 from ssimjax.data.labelling import SSIM_SETTINGS, VTRACER_DEFAULTS, conversion_ssim_map, package_versions, save_ssim_map
 from ssimjax.files import write_bytes_atomic, write_csv, write_text_atomic
+
+ROLE_SEEDS = {"train": 0, "selection": 1, "report": 2}  # each role's images are drawn with their own seed
 
 
 def _make_one(job):
@@ -92,3 +94,30 @@ def icon_dataset(cache_dir: str | Path, count: int = DEFAULT_ICON_COUNT, seed: i
             f"in {final}")
     return build_cached(final, lambda tmp: make_icon_dataset(tmp, count, seed, progress=progress, sources=sources,
                                                              cache_dir=cache_dir, log=log, recipes=recipes), log)
+
+
+def split_icon_dataset(cache_dir: str | Path, train_count: int = DEFAULT_ICON_COUNT,
+                       per_set: int = DEFAULT_HELD_OUT_PER_SET, recipes: int = 2, log=None, progress=None) -> Path:
+    """The built-in real-logo set of a default run (issue 24's split): the folder of a manifest
+    joining ``train_count`` images drawn evenly from the training sets of
+    :func:`ssimjax.data.sets.split_sets` and ``per_set`` images of each selection and report set,
+    each part built and cached on first use; the ``source`` column names each row's icon set."""
+    import csv
+    import os
+
+    from ssimjax.data.sets import ROLES, SPLIT_VERSION, sources_named, split_sets
+
+    split = split_sets()
+    counts = {"train": train_count, "selection": per_set * len(split["selection"]),
+              "report": per_set * len(split["report"])}
+    parts = {role: icon_dataset(cache_dir, counts[role], ROLE_SEEDS[role], log=log, progress=progress,
+                                sources=sources_named(role), recipes=recipes) for role in ROLES}
+    out = Path(cache_dir) / "protocol" / f"{SPLIT_VERSION}-r{recipes}-n{train_count}-per-set{per_set}"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for role in ROLES:
+        with open(parts[role] / "labels.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                rows.append((os.path.relpath(parts[role] / r["image"], out), r["ssim"], r["source"]))
+    write_csv(out / "labels.csv", ["image", "ssim", "source"], rows)
+    return out

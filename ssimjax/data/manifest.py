@@ -154,16 +154,23 @@ def split_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarra
 
 def split_rows(sources: np.ndarray, validation_split: float, seed: int,
                test_source: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(train, val, test)`` row indices: the rows of ``test_source`` (a whole icon set, never
-    trained on nor used to stop training) are the test set; the rest split as :func:`split_indices`."""
+    """``(train, val, test)`` row indices: the rows of ``test_source`` (whole icon sets, never
+    trained on nor used to stop training: comma-separated names, or the roles ``selection`` and
+    ``report`` of :func:`ssimjax.data.sets.split_sets`) are the test set; the rest split as
+    :func:`split_indices`."""
+    from ssimjax.data.sets import held_out_names
+
     sources = np.asarray(sources, dtype=object)
     test = np.zeros(0, np.int64)
     rest = np.arange(len(sources))
     if test_source is not None:
-        test = np.flatnonzero(sources == test_source)
-        if test.size == 0:
+        names = held_out_names(test_source)
+        present = set(sources.tolist())
+        missing = [n for n in names if n not in present]
+        if missing or not names:
             known = sorted({s for s in sources if s}) or ["none: the manifest has no 'source' column"]
-            raise DataError(f"test source {test_source!r} has no rows (sources: {', '.join(known)})")
-        rest = np.flatnonzero(sources != test_source)
+            raise DataError(f"test source {(missing or [test_source])[0]!r} has no rows (sources: {', '.join(known)})")
+        held = np.isin(sources.astype(str), names)
+        test, rest = np.flatnonzero(held), np.flatnonzero(~held)
     train, val = split_indices(len(rest), validation_split, seed)
     return rest[train], rest[val], test

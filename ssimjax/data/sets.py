@@ -90,6 +90,18 @@ def role_of(name: str, seed: int = SPLIT_SEED) -> str:
     return next(r for r, v in split_sets(seed=seed).items() if name in v)
 
 
+def held_out_names(spec: str) -> list[str]:
+    """The set names a held-out spec (``TrainConfig.test_source``) names: comma-separated set names,
+    where the roles ``selection`` and ``report`` stand for their sets. Names need not be known sets
+    (a user's manifest has its own sources)."""
+    names = []
+    for token in (t.strip() for t in spec.split(",")):
+        for name in (split_sets()[token] if token in ("selection", "report") else (token,) if token else ()):
+            if name not in names:
+                names.append(name)
+    return names
+
+
 def sources_named(spec: str) -> tuple[Source, ...]:
     """The sources a ``--sets`` value names: ``default`` (the five), ``all``, a role (``train``,
     ``selection``, ``report``) or comma-separated set names. Raises ValueError naming what is unknown."""

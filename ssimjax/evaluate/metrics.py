@@ -182,3 +182,26 @@ def comprehensive_metrics(pred, target, bands=(0.6, 0.8)) -> dict:
         sample_count=int(n),
     )
     return out
+
+
+def per_set_metrics(pred, target, sources) -> dict[str, dict]:
+    """``{set: quality_metrics}`` of the rows of each set (``sources`` names each row's set)."""
+    pred, target, sources = np.asarray(pred), np.asarray(target), np.asarray(sources).astype(str)
+    return {s: quality_metrics(pred[sources == s], target[sources == s]) for s in sorted(set(sources))}
+
+
+def role_summary(per_set: dict[str, dict]) -> dict[str, dict]:
+    """``{role: {"mean_srcc", "mean_plcc", "worst_srcc", "worst_set", "sets"}}`` over the selection
+    and the report sets of :func:`ssimjax.data.sets.split_sets` among ``per_set``'s sets."""
+    from ssimjax.data.sets import split_sets
+
+    split, out = split_sets(), {}
+    for role in ("selection", "report"):
+        sets = [s for s in split[role] if s in per_set]
+        if not sets:
+            continue
+        worst = min(sets, key=lambda s: per_set[s]["srcc"])
+        out[role] = dict(mean_srcc=float(np.mean([per_set[s]["srcc"] for s in sets])),
+                         mean_plcc=float(np.mean([per_set[s]["plcc"] for s in sets])),
+                         worst_srcc=float(per_set[worst]["srcc"]), worst_set=worst, sets=len(sets))
+    return out

@@ -113,7 +113,12 @@ def _dashboard_html(summary: dict, figures: dict, config: dict) -> str:
         ("validation MAE", val.get("mae")), ("validation R²", val.get("r2_score")),
         ("ranking accuracy", val.get("ranking_accuracy")),
     ]
-    if test:
+    roles = summary.get("test_roles") or {}
+    if "report" in roles:  # icon sets nobody chose anything on: the headline
+        r = roles["report"]
+        cards += [("report sets: mean SRCC", r["mean_srcc"]), ("report sets: mean PLCC", r["mean_plcc"]),
+                  (f"report sets: worst SRCC ({r['worst_set']})", r["worst_srcc"])]
+    elif test:
         src = summary.get("test_source")
         cards += [(f"held-out {src}: SRCC", test.get("srcc")), (f"held-out {src}: PLCC", test.get("plcc"))]
     cards += [("best epoch", summary.get("best_epoch")), ("epochs", summary.get("epochs_completed"))]
@@ -132,6 +137,14 @@ def _dashboard_html(summary: dict, figures: dict, config: dict) -> str:
     if test:
         parts.append(f"<section><h2>Held-out source: {html.escape(str(summary.get('test_source')))}</h2>"
                      f"{_table([(html.escape(k), _fmt(v)) for k, v in test.items()])}</section>")
+    per_set = summary.get("test_per_set") or {}
+    if per_set:
+        from ssimjax.data.sets import KINDS, role_of
+
+        parts.append("<section><h2>Held-out icon sets</h2>" + _table(
+            [(html.escape(name), role_of(name) if name in KINDS else "", m["count"], _fmt(m["srcc"]), _fmt(m["plcc"]),
+              _fmt(m["mae"])) for name, m in per_set.items()], ["set", "role", "images", "SRCC", "PLCC", "MAE"])
+            + "</section>")
     q = summary.get("validation_error_by_quantile") or []
     if q:
         parts.append("<section><h2>Error by label quartile (validation)</h2>" + _table(
@@ -204,6 +217,7 @@ def write_report(run_dir: str | Path) -> dict:
         "epochs_completed": summary.get("epochs_completed"), "stopped_early": summary.get("stopped_early"),
         "validation_metrics": val_metrics, "validation_error_by_quantile": quantiles,
         "test_source": summary.get("test_source"), "test_metrics": summary.get("test_metrics"),
+        "test_per_set": summary.get("test_per_set"), "test_roles": summary.get("test_roles"),
         "correlation_target": CORRELATION_TARGET,
         "target_met": bool(val_metrics.get("correlation", 0.0) >= CORRELATION_TARGET),
         "timings": summary.get("timings"),

@@ -8,7 +8,7 @@ import logging
 import time
 from pathlib import Path
 
-from ssimjax.config import TrainConfig
+from ssimjax.config import TrainConfig, map_steps_for
 from ssimjax.data.manifest import read_manifest
 from ssimjax.data.wordmarks import mlp_rows, wordmark_folder
 from ssimjax.features.inputs import build_inputs
@@ -42,19 +42,20 @@ def map_score_stage(plan: RunPlan, trainer: Trainer, variables: dict, inputs: di
         except CheckpointError as e:
             raise RunError(str(e)) from None
     else:
+        steps = map_steps_for(config, len(train_paths))
         log.info(f"training the SSIM-map network on the {len(train_paths)} training images"
-                 f"{f' and {len(extra_paths)} synthetic wordmarks' if extra_paths else ''} ({config.map_steps} "
+                 f"{f' and {len(extra_paths)} synthetic wordmarks' if extra_paths else ''} ({steps} "
                  f"steps of {config.map_crop} px crops)")
-        checkpoints = MapNetCheckpoints(plan.out, every=map_checkpoint_interval(config.map_steps))
+        checkpoints = MapNetCheckpoints(plan.out, every=map_checkpoint_interval(steps))
         try:
             map_model = fit_map_model(list(train_paths) + extra_paths, map_spec(config), cache_dir,
-                                      config.map_steps, config.seed, log=log.info, crop_size=config.map_crop,
+                                      steps, config.seed, log=log.info, crop_size=config.map_crop,
                                       checkpoints=checkpoints)
         finally:
             checkpoints.close()
         save_map_net(plan.out, map_model)  # frozen from here on
         checkpoints.remove()
-        timings["map_net_train_s"] = time.perf_counter() - t0
+        timings.update(map_net_train_s=time.perf_counter() - t0, map_net_steps=steps)
     t0 = time.perf_counter()
     inputs = dict(inputs, stats=with_map_scores(inputs["stats"], paths, map_model))
     if extra is not None:

@@ -8,7 +8,14 @@ import datetime
 from pathlib import Path
 from typing import Callable
 
-from ssimjax.config import BUILTIN_DATA, DEFAULT_TEST_SOURCE, ConfigError, TrainConfig, load_config
+from ssimjax.config import (
+    BUILTIN_DATA,
+    DEFAULT_HELD_OUT_PER_SET,
+    DEFAULT_TEST_SOURCE,
+    ConfigError,
+    TrainConfig,
+    load_config,
+)
 
 # What a resumed run may change: only how long it goes on.
 RESUMABLE_FIELDS = ("epochs",)
@@ -36,17 +43,20 @@ def is_builtin(data) -> bool:
     return isinstance(data, str) and data in BUILTIN_DATA and not Path(data).exists()
 
 
-def resolve_data(data, cache_dir: Path, demo_count: int, icon_count: int, log=None) -> str | Path:
-    """``data`` itself, or the folder of the built-in set it names (built and cached on first use)."""
+def resolve_data(data, cache_dir: Path, demo_count: int, icon_count: int, log=None,
+                 held_out_per_set: int = DEFAULT_HELD_OUT_PER_SET) -> str | Path:
+    """``data`` itself, or the folder of the built-in set it names (built and cached on first use):
+    ``icons`` is ``icon_count`` training images from the split's training sets and
+    ``held_out_per_set`` of each selection and report set (:func:`ssimjax.data.logoset.split_icon_dataset`)."""
     if not is_builtin(data):
         return data
     if data == "generated":
         from ssimjax.data.demo import demo_dataset
 
         return demo_dataset(cache_dir, count=demo_count, seed=0, log=log)
-    from ssimjax.data.logoset import icon_dataset
+    from ssimjax.data.logoset import split_icon_dataset
 
-    return icon_dataset(cache_dir, count=icon_count, seed=0, log=log)
+    return split_icon_dataset(cache_dir, icon_count, held_out_per_set, log=log)
 
 
 def new_run_dir(root: str | Path = "runs") -> Path:
@@ -81,8 +91,9 @@ def plan_run(
     run needs a folder that holds no run; a resumed one continues the run in ``out`` as it was
     configured (only ``epochs`` may change; other given fields must match), on its own data by
     default and with its own backbone. Without ``data`` a fresh run trains on the built-in real-logo
-    set and holds out :data:`DEFAULT_TEST_SOURCE` unless told otherwise. The MLP sees the backbone's
-    features when pretrained weights are loaded or the backbone trains, unless told otherwise.
+    set and holds out :data:`DEFAULT_TEST_SOURCE` (every selection and report set) unless told
+    otherwise. The MLP sees the backbone's features when pretrained weights are loaded or the
+    backbone trains, unless told otherwise.
     ``load_backbone(config)`` returns pretrained backbone ``(variables, facts)``, for fresh
     ResNet-50 runs only. ``flag_name`` turns a field name into
     the name the caller's user knows (``--learning-rate``) for messages.
@@ -115,7 +126,7 @@ def plan_run(
     if data is None:
         data = "icons"
     if data == "icons" and is_builtin(data) and "test_source" not in given:
-        given["test_source"] = DEFAULT_TEST_SOURCE  # a default run scores an icon set it never saw
+        given["test_source"] = DEFAULT_TEST_SOURCE  # a default run scores icon sets it never saw
     if "backbone_features" not in given and (load_backbone is not None or given.get("freeze_backbone") is False):
         # Pretrained features carry what a random backbone's do not; a trained backbone must be seen.
         given["backbone_features"] = True

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT, TrainConfig
+from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_HELD_OUT_PER_SET, DEFAULT_ICON_COUNT, TrainConfig
 from ssimjax.data.manifest import split_rows
-from ssimjax.evaluate.metrics import quality_metrics
+from ssimjax.evaluate.metrics import per_set_metrics, quality_metrics, role_summary
 from ssimjax.features.cache import default_cache_dir
 from ssimjax.features.inputs import backbone_hash, build_inputs
 from ssimjax.models.init import init_variables, with_training_start
@@ -72,6 +72,7 @@ def train_run(
     report: bool = True,
     demo_count: int = DEFAULT_DEMO_COUNT,
     icon_count: int = DEFAULT_ICON_COUNT,
+    held_out_per_set: int = DEFAULT_HELD_OUT_PER_SET,
     backbone: tuple[dict, dict] | None = None,
     plan: RunPlan | None = None,
     on_epoch_end=None,
@@ -99,7 +100,7 @@ def train_run(
     state = _initial_state(plan)
     weights_sha = backbone_hash(state.variables)
     record_start(plan, state, weights_sha)
-    data, timings = _built_data(plan.data, cache_dir, demo_count, icon_count)
+    data, timings = _built_data(plan.data, cache_dir, demo_count, icon_count, held_out_per_set)
     inputs, facts, input_timings = build_inputs(trainer, state.variables, data, cache_dir, skip_invalid, weights_sha)
     timings.update(input_timings)
     check_resumed_data(plan, facts)
@@ -117,20 +118,22 @@ def train_run(
     _log_start(plan, trainer, state, facts)
     result, fit_timings = _fit(plan, state, train, val, mesh, on_epoch_end)
     timings.update(fit_timings)
-    val_quality, test_metrics, predictions = _score(trainer, result.state, val, test, paths, split, config, mesh)
-    write_summary(out, result, val_quality, test_metrics, timings, devices, config)
+    val_quality, test_figures, predictions = _score(trainer, result.state, val, test, paths, sources, split, config,
+                                                    mesh)
+    write_summary(out, result, val_quality, test_figures, timings, devices, config)
     if report:
         write_run_report(out, trainer, result.state, val, paths[split[1]], predictions, config, map_model)
     log.info("timings: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in timings.items()))
     return result, out
 
 
-def _built_data(data, cache_dir: Path, demo_count: int, icon_count: int) -> tuple[str | Path, dict]:
+def _built_data(data, cache_dir: Path, demo_count: int, icon_count: int, held_out_per_set: int
+                ) -> tuple[str | Path, dict]:
     """The run's data (a built-in set built or found in the cache), and how long building took."""
     if not is_builtin(data):
         return data, {}
     t0 = time.perf_counter()
-    data = resolve_data(data, cache_dir, demo_count, icon_count, log=log.info)
+    data = resolve_data(data, cache_dir, demo_count, icon_count, log=log.info, held_out_per_set=held_out_per_set)
     return data, {"data_build_s": time.perf_counter() - t0}
 
 
@@ -203,18 +206,22 @@ def _fit(plan: RunPlan, state, train: dict, val: dict, mesh, on_epoch_end) -> tu
                     "median_epoch_s": float(np.median(epoch_times)) if epoch_times else None}
 
 
-def _score(trainer: Trainer, state, val: dict, test: dict, paths, split: tuple, config: TrainConfig, mesh):
-    """``(validation quality, held-out metrics or None, predictions for the report)`` of the best weights."""
+def _score(trainer: Trainer, state, val: dict, test: dict, paths, sources, split: tuple, config: TrainConfig, mesh):
+    """``(validation quality, held-out figures, predictions for the report)`` of the best weights.
+    The held-out figures: ``metrics`` over every held-out row, ``per_set`` (each held-out set's)
+    and ``roles`` (the selection and report sets' mean and worst, where those sets are held out)."""
     _, val_idx, test_idx = split
     val_pred = predict(trainer, state, val, round_up(config.eval_batch_size, mesh))
     predictions = {"val": (paths[val_idx], val_pred, val["ssim"])}
-    test_metrics = None
+    figures = {"metrics": None, "per_set": None, "roles": None}
     if len(test_idx):
         test_pred = predict(trainer, state, test, round_up(config.eval_batch_size, mesh))
         predictions["test"] = (paths[test_idx], test_pred, test["ssim"])
-        test_metrics = quality_metrics(test_pred, test["ssim"])
-        log.info(f"held-out source {config.test_source!r} ({len(test_idx)} images, never trained on): "
-                 f"SRCC {test_metrics['srcc']:.4f}, PLCC {test_metrics['plcc']:.4f}, MAE {test_metrics['mae']:.4f}")
-    return quality_metrics(val_pred, val["ssim"]), test_metrics, predictions
-
-
+        figures["metrics"] = quality_metrics(test_pred, test["ssim"])
+        per_set = per_set_metrics(test_pred, test["ssim"], sources[test_idx])
+        if len(per_set) > 1:
+            figures.update(per_set=per_set, roles=role_summary(per_set) or None)
+        m = figures["metrics"]
+        log.info(f"held out: {config.test_source!r} ({len(test_idx)} images, never trained on): "
+                 f"SRCC {m['srcc']:.4f}, PLCC {m['plcc']:.4f}, MAE {m['mae']:.4f}")
+    return quality_metrics(val_pred, val["ssim"]), figures, predictions
