@@ -129,11 +129,11 @@ def _forget(folder: Path, names: list[str]) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def build_cached(final: Path, build, log_fn=None) -> Path:
-    """``final``, built by ``build(folder)`` (a builder that resumes in its folder) in
-    ``<final>.partial/`` and renamed into place whole once ``SHA256SUMS`` is written. One process
-    builds at a time; an interrupted build is continued; a damaged file of a built set is reported
-    and its job done again."""
+def build_cached(final: Path, build, log_fn=None, labels: str = "labels.csv") -> Path:
+    """``final``, built by ``build(folder)`` (a builder that resumes in its folder and writes
+    ``labels`` last) in ``<final>.partial/`` and renamed into place whole once ``SHA256SUMS`` is
+    written. One process builds at a time; an interrupted build is continued; a damaged file of a
+    built set is reported and its job done again."""
     final = Path(final)
     partial = final.with_name(final.name + ".partial")
     try:
@@ -142,14 +142,14 @@ def build_cached(final: Path, build, log_fn=None) -> Path:
         raise disk_error(final, e) from None
     with file_lock(final.with_name(final.name + ".lock"), f"building {final.name}", log_fn):
         if final.is_dir():
-            damaged = damaged_files(final) or ([] if (final / "labels.csv").is_file() else ["labels.csv"])
+            damaged = damaged_files(final) or ([] if (final / labels).is_file() else [labels])
             if not damaged:
                 return final
             (log_fn or log.warning)(f"{final}: {len(damaged)} damaged file(s) ({', '.join(damaged[:3])}: "
                                     "checksum mismatch or missing); rebuilding them")
             shutil.rmtree(partial, ignore_errors=True)
             os.rename(final, partial)
-            _forget(partial, damaged + ["labels.csv", "labels_meta.json"])
+            _forget(partial, damaged + [labels, "labels_meta.json"])
         try:
             partial.mkdir(exist_ok=True)
         except OSError as e:

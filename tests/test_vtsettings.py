@@ -1,0 +1,106 @@
+"""Issue 25's data: logos converted by the real VTracer with settings drawn from a documented space,
+each conversion labelled by the real renderer (luminance and colour SSIM, the SVG's size)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from test_icons import SOURCES, registry  # noqa: F401  (the fixture: a registry laid out on disk)
+
+from ssimjax.data.vtsettings import (
+    PARAMETER_SPACE,
+    check_setting,
+    conversion_labels,
+    convert,
+    default_setting,
+    load_settings_map,
+    make_settings_dataset,
+    sample_settings,
+    settings_dataset,
+)
+
+
+def test_settings_are_seeded_distinct_in_the_space_and_start_with_the_defaults():
+    a, b = sample_settings(3, 7, 12), sample_settings(3, 7, 12)
+    assert a == b and a != sample_settings(3, 8, 12)
+    assert a[0] == default_setting() and default_setting()["filter_speckle"] == 4
+    assert len({json.dumps(s, sort_keys=True) for s in a}) == 12
+    for s in a:
+        assert set(s) == set(PARAMETER_SPACE) and all(s[k] in PARAMETER_SPACE[k] for k in s)
+    many = [s for i in range(40) for s in sample_settings(0, i, 8)[1:]]
+    assert {s["mode"] for s in many} == {"spline", "polygon", "none"}
+    assert {s["colormode"] for s in many} == {"color", "binary"}
+    with pytest.raises(ValueError, match="unknown VTracer parameter\\(s\\) speckle"):
+        check_setting({"speckle": 4})
+    with pytest.raises(ValueError, match="parameter mode: must be one of spline, polygon, none \\(got 'curvy'\\)"):
+        check_setting({"mode": "curvy"})
+    with pytest.raises(ValueError, match="VTracer parameter filter_speckle: must be a number in \\[0, 32\\]"):
+        check_setting({"filter_speckle": 99})
+
+
+def test_a_conversion_is_labelled_by_the_real_pipeline():
+    from ssimjax.data.demo import generate_image
+    from ssimjax.data.labelling import conversion_ssim
+
+    img = generate_image(0, 3)[0]
+    labels, ssim_map = conversion_labels(img, default_setting())
+    # VTracer's defaults are the labels every other set carries.
+    assert labels["ssim"] == pytest.approx(conversion_ssim(img), abs=1e-9)
+    assert ssim_map.shape == (img.height, img.width) and 0 < labels["rgb_ssim"] <= 1
+    svg = convert(img.convert("RGB"), default_setting())
+    assert labels["svg_bytes"] == len(svg.encode()) and labels["svg_paths"] == svg.count("<path") > 0
+    # Coarser coordinates make a smaller file; a binary tracing of a colour logo loses SSIM.
+    coarse, _ = conversion_labels(img, {"path_precision": 1})
+    assert coarse["svg_bytes"] < labels["svg_bytes"] and coarse["svg_paths"] == labels["svg_paths"]
+    binary, _ = conversion_labels(img, {"colormode": "binary"})
+    assert binary["rgb_ssim"] < labels["rgb_ssim"]
+
+
+def test_a_settings_set_is_reproducible_over_workers_cached_and_keeps_each_map(registry, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("SSIMJAX_NPM_REGISTRY", registry.as_uri())
+    cache = tmp_path / "cache"
+    path = make_settings_dataset(tmp_path / "a", 5, 3, seed=1, sources=SOURCES, cache_dir=cache, workers=2)
+    make_settings_dataset(tmp_path / "b", 5, 3, seed=1, sources=SOURCES, cache_dir=cache, workers=1)
+    assert (tmp_path / "b" / "settings.csv").read_text() == path.read_text()
+    rows = list(csv.DictReader(open(path)))
+    meta = json.loads((tmp_path / "a" / "labels_meta.json").read_text())
+    assert len(rows) == 3 * meta["written"] and meta["written"] + sum(meta["skipped"].values()) == 5
+    assert meta["parameter_space"]["mode"] == ["spline", "polygon", "none"] and meta["defaults"] == default_setting()
+    by_image = {}
+    for r in rows:
+        by_image.setdefault(r["image"], []).append(r)
+    for image, group in by_image.items():
+        assert [int(r["setting"]) for r in group] == [0, 1, 2]
+        assert json.loads(group[0]["params"]) == default_setting()
+        for r in group:
+            assert 0 <= float(r["ssim"]) <= 1 and int(r["svg_bytes"]) > 0
+            from ssimjax.files import sha256_file
+
+            m = load_settings_map(cache, sha256_file(tmp_path / "a" / image), json.loads(r["params"]))
+            assert m is not None and abs(float(m[5:-5, 5:-5].astype(np.float64).mean()) - float(r["ssim"])) < 2e-3
+    # Built once into the cache, then found there.
+    folder = settings_dataset(cache, 5, 3, seed=1, sources=SOURCES)
+    assert (folder / "settings.csv").read_text() == path.read_text() and (folder / "SHA256SUMS").is_file()
+    assert settings_dataset(cache, 5, 3, seed=1, sources=SOURCES) == folder
+
+
+def test_make_dataset_builds_a_settings_set_from_the_command_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from test_icons import publish_every_source
+
+    publish_every_source(tmp_path / "registry")
+    env = {**os.environ, "SSIMJAX_NPM_REGISTRY": (tmp_path / "registry").as_uri()}
+    cmd = [sys.executable, "-m", "ssimjax", "make-dataset", "--out", str(tmp_path / "set"), "--count", "2",
+           "--sets", "unjs", "--cache-dir", str(tmp_path / "cache")]
+    r = subprocess.run(cmd + ["--vtracer-settings", "3"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "wrote 6 labelled conversions to" in r.stdout
+    rows = list(csv.DictReader(open(tmp_path / "set" / "settings.csv")))
+    assert [r["setting"] for r in rows] == ["0", "1", "2"] * 2 and {r["source"] for r in rows} == {"unjs"}
+    assert json.loads((tmp_path / "set" / "labels_meta.json").read_text())["recipes"] == 2
+    r = subprocess.run(cmd + ["--vtracer-settings", "0"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "--vtracer-settings: must be >= 1" in r.stderr.splitlines()[-1]
