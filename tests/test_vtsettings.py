@@ -104,3 +104,59 @@ def test_make_dataset_builds_a_settings_set_from_the_command_line(tmp_path):
     assert json.loads((tmp_path / "set" / "labels_meta.json").read_text())["recipes"] == 2
     r = subprocess.run(cmd + ["--vtracer-settings", "0"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2 and "--vtracer-settings: must be >= 1" in r.stderr.splitlines()[-1]
+
+
+def test_the_setting_model_reads_the_image_once_and_each_setting_through_its_head():
+    from ssimjax.models.setting_head import (
+        ENCODING,
+        TARGETS,
+        encode_settings,
+        head_apply,
+        image_embedding,
+        init_setting_model,
+        setting_model_apply,
+    )
+
+    settings = sample_settings(0, 0, 5)
+    enc = encode_settings(settings)
+    assert enc.shape == (5, len(ENCODING)) and enc.min() >= 0 and enc.max() <= 1
+    assert enc[0, ENCODING.index("spline")] == 1 and enc[0, ENCODING.index("binary")] == 0
+    assert not np.array_equal(enc[0], enc[1])
+    params = init_setting_model(17, seed=0)
+    stats = np.random.default_rng(0).normal(size=(1, 17)).astype(np.float32)
+    emb = image_embedding(params, stats)
+    per_setting = np.asarray(head_apply(params, np.repeat(np.asarray(emb), 5, 0), enc))
+    assert per_setting.shape == (5, len(TARGETS)) and len(set(per_setting[:, 0].round(6))) == 5
+    np.testing.assert_allclose(per_setting, setting_model_apply(params, np.repeat(stats, 5, 0), enc), rtol=1e-5)
+
+
+def test_a_grid_converts_every_logo_with_every_setting(registry, tmp_path, monkeypatch):  # noqa: F811
+    from ssimjax.data.vtsettings import issue_grid
+
+    grid = issue_grid()
+    assert len(grid) == 54 and default_setting() in grid
+    pairs = {(f, m) for f in (2, 4, 8) for m in ("spline", "polygon")}
+    assert {(g["filter_speckle"], g["mode"]) for g in grid} == pairs
+    monkeypatch.setenv("SSIMJAX_NPM_REGISTRY", registry.as_uri())
+    folder = settings_dataset(tmp_path / "cache", 3, 0, seed=2, sources=SOURCES, grid=grid[:4])
+    rows = list(csv.DictReader(open(folder / "settings.csv")))
+    assert "-grid" in folder.name and len(rows) == 4 * json.loads((folder / "labels_meta.json").read_text())["written"]
+    for i in range(0, len(rows), 4):
+        assert [json.loads(r["params"]) for r in rows[i:i + 4]] == grid[:4]
+
+
+def test_the_choice_meets_the_target_capped_at_the_defaults_at_the_smallest_size():
+    from ssimjax.models.setting_head import choose_setting
+
+    ssim = [0.96, 0.97, 0.951, 0.90, 0.99]
+    rgb = [0.95, 0.96, 0.96, 0.99, 0.90]
+    size = [100, 80, 40, 10, 20]
+    assert choose_setting(ssim, rgb, size, default=0, min_ssim=0.95) == 2  # 3 and 4 miss on one channel
+    assert choose_setting(ssim, rgb, size, default=0, min_ssim=0.95, margin=0.005) == 1  # 2 is too close
+    assert choose_setting(ssim, rgb, size, default=0, min_ssim=0.99, margin=0.5) == 0  # the defaults always do
+    # A target above what the defaults reach is capped at the defaults' figures.
+    assert choose_setting([0.8, 0.8, 0.79], [0.8, 0.81, 0.9], [50, 30, 5], default=0, min_ssim=0.95) == 1
+    assert choose_setting(ssim, rgb, size, default=0, max_bytes=50) == 2
+    assert choose_setting(ssim, rgb, size, default=0, max_bytes=5) == 3  # none fits: the smallest
+    with pytest.raises(ValueError, match="give one of min_ssim and max_bytes"):
+        choose_setting(ssim, rgb, size)

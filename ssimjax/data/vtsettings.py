@@ -97,6 +97,19 @@ def sample_settings(seed: int, index: int, k: int) -> list[dict]:
     return out
 
 
+def issue_grid() -> list[dict]:
+    """The 54 settings issue 25 measured its oracle on (VTracer's defaults otherwise):
+    filter_speckle 2 / 4 / 8 x color_precision 4 / 6 / 8 x layer_difference 8 / 16 / 32 x spline or
+    polygon. VTracer's defaults are among them."""
+    return [{**default_setting(), "filter_speckle": f, "color_precision": c, "layer_difference": d, "mode": m}
+            for f in (2, 4, 8) for c in (4, 6, 8) for d in (8, 16, 32) for m in ("spline", "polygon")]
+
+
+def logo_settings(seed: int, index: int, k: int, grid: Sequence[dict] | None) -> list[dict]:
+    """The settings logo ``index`` is converted with: every one of ``grid``, or ``k`` drawn ones."""
+    return [check_setting(s) for s in grid] if grid is not None else sample_settings(seed, index, k)
+
+
 def convert(img: Image.Image, setting: dict) -> str:
     """VTracer's SVG of an RGB image with ``setting`` (max_iterations at VTracer's default)."""
     import vtracer
@@ -150,11 +163,11 @@ def load_settings_map(cache_dir, image_sha: str, setting: dict) -> np.ndarray | 
 
 
 def _settings_one(job):
-    index, source, icon, svg, seed, k, out_dir, cache_dir, recipes = job
+    index, source, icon, svg, seed, k, out_dir, cache_dir, recipes, grid = job
     recipe = draw_recipe(seed, index, recipes)
     try:
         img, data = rasterise(svg, recipe)
-        labelled = [(s, *conversion_labels(img, s)) for s in sample_settings(seed, index, k)]
+        labelled = [(s, *conversion_labels(img, s)) for s in logo_settings(seed, index, k, grid)]
     except Exception as e:  # resvg or VTracer refusing one icon must not stop the set
         return index, {"skipped": f"{type(e).__name__}: {str(e)[:120]}"}, []
     name = f"images/{index:05d}_{source}.{'jpg' if recipe['format'] == 'jpeg' else 'png'}"
@@ -170,10 +183,14 @@ def _settings_one(job):
 
 def make_settings_dataset(out: str | Path, count: int, k: int, seed: int = 0, sources: Sequence[Source] = (),
                           cache_dir: str | Path | None = None, recipes: int = 2, workers: int | None = None,
-                          progress=None, log=None) -> Path:
+                          progress=None, log=None, grid: Sequence[dict] | None = None) -> Path:
     """Builds ``count`` logos from ``sources`` (drawn evenly, rasterised by recipes of version
-    ``recipes``), each converted with ``k`` settings (:func:`sample_settings`) and labelled
-    (:func:`conversion_labels`). Returns the path of ``settings.csv``."""
+    ``recipes``), each converted with ``k`` settings (:func:`sample_settings`), or with every
+    setting of ``grid`` (``k`` is then its length), and labelled (:func:`conversion_labels`).
+    Returns the path of ``settings.csv``."""
+    if grid is not None:
+        grid = [check_setting(g) for g in grid]
+        k = len(grid)
     from ssimjax.features.cache import default_cache_dir
 
     if count < 1 or k < 1:
@@ -185,10 +202,12 @@ def make_settings_dataset(out: str | Path, count: int, k: int, seed: int = 0, so
     picks = choose_icons({s: list(v) for s, v in svgs.items()}, count, seed)
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    jobs = {i: (i, s, icon, svgs[s][icon], seed, k, str(out), str(cache_dir), recipes)
+    jobs = {i: (i, s, icon, svgs[s][icon], seed, k, str(out), str(cache_dir), recipes, grid)
             for i, (s, icon) in enumerate(picks)}
     identity = dict(kind="vtracer-settings", version=SETTINGS_VERSION, icons_version=ICONS_VERSION, count=count, k=k,
                     seed=seed, recipes=recipes, sources=[f"{s.package}@{s.version}" for s in sources])
+    if grid is not None:
+        identity["grid"] = [setting_key(g) for g in grid]
     results = [r for _, r in resumable_jobs(out, _settings_one, jobs, identity, workers, progress,
                                             chunks_per_worker=16)]
     skipped = Counter(r["skipped"].split(":")[0] for r in results if "skipped" in r)
@@ -197,7 +216,7 @@ def make_settings_dataset(out: str | Path, count: int, k: int, seed: int = 0, so
     path = out / "settings.csv"
     write_csv(path, COLUMNS, [[*row[:5], f"{row[5]:.6f}", f"{row[6]:.6f}", row[7], row[8]]
                               for r in results if "rows" in r for row in r["rows"]])
-    meta = dict(kind="vtracer-settings", count=count, k=k, written=count - sum(skipped.values()),
+    meta = dict(kind="vtracer-settings", count=count, k=k, grid=grid, written=count - sum(skipped.values()),
                 skipped=dict(skipped), seed=seed, settings_version=SETTINGS_VERSION, recipes=recipes,
                 parameter_space={k_: list(v) for k_, v in PARAMETER_SPACE.items()},
                 weights={k_: list(v) for k_, v in WEIGHTS.items()}, defaults=default_setting(),
@@ -211,13 +230,17 @@ def make_settings_dataset(out: str | Path, count: int, k: int, seed: int = 0, so
 
 
 def settings_dataset(cache_dir: str | Path, count: int, k: int, seed: int = 0, sources: Sequence[Source] = (),
-                     recipes: int = 2, log=None, progress=None) -> Path:
+                     recipes: int = 2, log=None, progress=None, grid: Sequence[dict] | None = None) -> Path:
     """A settings set's folder, built on first use and cached under ``cache_dir``."""
     key = hashlib.sha256(json.dumps([f"{s.package}@{s.version}" for s in sources]).encode()).hexdigest()[:10]
+    if grid is not None:
+        grid = [check_setting(g) for g in grid]
+        k = len(grid)
+        key += "-grid" + hashlib.sha256(json.dumps([setting_key(g) for g in grid]).encode()).hexdigest()[:8]
     final = (Path(cache_dir) / "settings"
              / f"v{SETTINGS_VERSION}-r{recipes}-sets{len(sources)}-{key}-n{count}-k{k}-seed{seed}")
     if log and not (final / "settings.csv").is_file():
         log(f"building a VTracer-settings set ({count} logos x {k} settings from {len(sources)} icon sets) in {final}")
     return build_cached(final, lambda tmp: make_settings_dataset(tmp, count, k, seed, sources, cache_dir, recipes,
-                                                                 progress=progress, log=log), log,
+                                                                 progress=progress, log=log, grid=grid), log,
                         labels="settings.csv")

@@ -1,0 +1,211 @@
+"""Issue 25, first measurement: how well one look at an image ranks VTracer's settings for it.
+
+python -m ssimjax.bench.settings_probe [--train-count 600] [--count 240] [--k 8] [--seeds 0,1,2]
+
+Builds (cached) a settings set of the split's training sets and one of its selection sets
+(:mod:`ssimjax.data.vtsettings`), trains :mod:`ssimjax.models.setting_head` on the training
+logos (80/20 by logo) and scores the selection logos: within each logo, the SRCC across its
+settings of predicted against real luminance SSIM, colour SSIM and SVG bytes (mean over logos),
+and the same pooled over every row. Beside it, the same model without the image (statistics
+zeroed: what the settings alone say). Report sets are not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def load_settings_rows(folder: Path) -> dict:
+    """``{"image", "setting", "ssim", "rgb_ssim", "log_bytes", "source"}`` arrays of a settings set."""
+    with open(folder / "settings.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return dict(image=np.asarray([str(folder / r["image"]) for r in rows]),
+                setting=[json.loads(r["params"]) for r in rows],
+                ssim=np.asarray([float(r["ssim"]) for r in rows], np.float32),
+                rgb_ssim=np.asarray([float(r["rgb_ssim"]) for r in rows], np.float32),
+                log_bytes=np.log(np.asarray([float(r["svg_bytes"]) for r in rows], np.float32)),
+                source=np.asarray([r["source"] for r in rows]))
+
+
+def within_logo_srcc(pred: np.ndarray, target: np.ndarray, groups: np.ndarray) -> float:
+    """The mean over groups (logos) of the SRCC across each one's rows; groups whose targets are
+    all equal are left out."""
+    from scipy.stats import spearmanr
+
+    vals = []
+    for g in np.unique(groups):
+        m = groups == g
+        if m.sum() > 2 and np.ptp(target[m]) > 0 and np.ptp(pred[m]) > 0:
+            vals.append(spearmanr(pred[m], target[m]).statistic)
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def grid_choices(pred: np.ndarray, g: dict, min_ssim: float, margin: float) -> dict:
+    """Over the grid's logos: the share whose chosen setting (by the predictions) really meets the
+    target (``min(min_ssim, the defaults' real SSIM)``, luminance and colour; strictly, and within
+    0.005 as the issue's oracle counts it) and the chosen size over the defaults' (median,
+    quartiles); beside it the oracle's, chosen with hindsight."""
+    from ssimjax.data.vtsettings import default_setting
+    from ssimjax.models.setting_head import choose_setting
+
+    meets, tol, ratios, oracle = [], [], [], []
+    for image in np.unique(g["image"]):
+        idx = np.flatnonzero(g["image"] == image)
+        d = next(i for i, j in enumerate(idx) if g["setting"][j] == default_setting())
+        c = choose_setting(pred[idx, 0], pred[idx, 1], pred[idx, 2], d, min_ssim=min_ssim, margin=margin)
+        ssim, rgb, size = g["ssim"][idx], g["rgb_ssim"][idx], np.exp(g["log_bytes"][idx])
+        t_l, t_c = min(min_ssim, ssim[d]), min(min_ssim, rgb[d])
+        meets.append(ssim[c] >= t_l and rgb[c] >= t_c)
+        tol.append(ssim[c] >= t_l - 0.005 and rgb[c] >= t_c - 0.005)
+        ratios.append(size[c] / size[d])
+        ok = (ssim >= t_l - 0.005) & (rgb >= t_c - 0.005)
+        oracle.append(size[ok].min() / size[d])
+    q1, med, q3 = np.percentile(ratios, [25, 50, 75])
+    return dict(meets=float(np.mean(meets)), meets_tol=float(np.mean(tol)), median_ratio=float(med), q1=float(q1),
+                q3=float(q3), oracle_median_ratio=float(np.median(oracle)))
+
+
+def train_setting_model(stats, enc, y, k: int, seed: int, within: float = 0.0, epochs: int = 300,
+                        logos_per_batch: int = 16, lr: float = 2e-3):
+    """Parameters of :mod:`ssimjax.models.setting_head` fitted by AdamW on MSE over standardised
+    targets; rows come ``k`` per logo, consecutive, and batches hold whole logos. ``within`` weighs
+    a second term: the MSE of each logo's predictions and targets centred on the logo's mean
+    (scaled by the centred targets' spread), i.e. of how the settings differ for that logo."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from ssimjax.models.setting_head import init_setting_model, setting_model_apply
+
+    n = len(y) // k
+    logos_per_batch = min(logos_per_batch, n)
+    stats, enc, y = (a.reshape(n, k, -1) for a in (stats, enc, y))
+    spread = (y - y.mean(1, keepdims=True)).reshape(-1, y.shape[-1]).std(0) + 1e-6
+    params = init_setting_model(stats.shape[-1], seed)
+    steps = epochs * max(1, n // logos_per_batch)
+    opt = optax.adamw(optax.cosine_decay_schedule(lr, steps), weight_decay=1e-4)
+    state = opt.init(params)
+
+    def loss_fn(p, s, e, t):
+        pred = setting_model_apply(p, s, e)
+        centred = ((pred - pred.mean(1, keepdims=True)) - (t - t.mean(1, keepdims=True))) / spread
+        return jnp.mean((pred - t) ** 2) + within * jnp.mean(centred ** 2)
+
+    @jax.jit
+    def step(params, state, s, e, t):
+        loss, g = jax.value_and_grad(loss_fn)(params, s, e, t)
+        updates, state = opt.update(g, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for i in range(0, n - logos_per_batch + 1, logos_per_batch):
+            idx = order[i:i + logos_per_batch]
+            params, state, _ = step(params, state, stats[idx], enc[idx], y[idx])
+    return params
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--train-count", type=int, default=600)
+    p.add_argument("--count", type=int, default=240, help="selection logos (default 240)")
+    p.add_argument("--k", type=int, default=8, help="settings per logo (default 8)")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--grid-count", type=int, default=60,
+                   help="selection logos converted with every setting of issue 25's 54-setting grid (default 60)")
+    p.add_argument("--min-ssim", type=float, default=0.95)
+    p.add_argument("--margins", default="0,0.005,0.01", help="safety margins on the predicted SSIM to try")
+    p.add_argument("--within", type=float, default=0.0,
+                   help="weight of the loss on each logo's centred predictions (how its settings differ)")
+    p.add_argument("--cache-dir", help="default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax")
+    args = p.parse_args(argv)
+    from ssimjax.data.images import open_image, read_file
+    from ssimjax.data.sets import sources_named
+    from ssimjax.data.vtsettings import issue_grid, settings_dataset
+    from ssimjax.features.cache import default_cache_dir
+    from ssimjax.features.stats import image_statistics
+    from ssimjax.models.setting_head import TARGETS, encode_settings, setting_model_apply
+
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    t0 = time.perf_counter()
+    data = {role: load_settings_rows(settings_dataset(cache, n, args.k, seed=s, sources=sources_named(role), log=print))
+            for role, n, s in (("train", args.train_count, 0), ("selection", args.count, 1))}
+    grid_set = settings_dataset(cache, args.grid_count, 0, seed=2, sources=sources_named("selection"), log=print,
+                                grid=issue_grid())
+    data["grid"] = load_settings_rows(grid_set)
+    stats_of = {}
+    for d in data.values():
+        for path in np.unique(d["image"]):
+            stats_of[path] = image_statistics(open_image(read_file(path)[0]))
+    print(f"data ready in {time.perf_counter() - t0:.0f}s: {len(data['train']['ssim'])} training rows, "
+          f"{len(data['selection']['ssim'])} selection rows", flush=True)
+    for d in data.values():
+        d["stats"] = np.stack([stats_of[p] for p in d["image"]])
+        d["enc"] = encode_settings(d["setting"])
+        d["y"] = np.stack([d[t] for t in TARGETS], 1)
+    tr = data["train"]
+    mean, std = tr["stats"].mean(0), tr["stats"].std(0) + 1e-6
+    ymean, ystd = tr["y"].mean(0), tr["y"].std(0)
+    results = {}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        logos = np.unique(tr["image"])
+        rng = np.random.default_rng(seed)
+        fit_logos = set(rng.permutation(logos)[: int(0.8 * len(logos))])
+        fit = np.asarray([i in fit_logos for i in tr["image"]])
+        for name, use_image in (("image + setting", True), ("setting only", False)):
+            def std_stats(d):
+                z = np.clip((d["stats"] - mean) / std, -5, 5)
+                return (z if use_image else np.zeros_like(z)).astype(np.float32)
+
+            t = time.perf_counter()
+            params = train_setting_model(std_stats(tr)[fit], tr["enc"][fit], ((tr["y"] - ymean) / ystd)[fit], args.k,
+                                         seed, within=args.within)
+            sel = data["selection"]
+            pred = np.asarray(setting_model_apply(params, std_stats(sel), sel["enc"])) * ystd + ymean
+            row = {}
+            for j, target in enumerate(TARGETS):
+                from ssimjax.evaluate.metrics import quality_metrics
+
+                pooled = quality_metrics(pred[:, j], sel["y"][:, j])
+                row[target] = dict(within=within_logo_srcc(pred[:, j], sel["y"][:, j], sel["image"]),
+                                   srcc=pooled["srcc"], plcc=pooled["plcc"])
+            print(f"seed {seed} {name:16s} " + "  ".join(
+                f"{t_}: within-logo SRCC {row[t_]['within']:.3f}, pooled {row[t_]['srcc']:.3f} / {row[t_]['plcc']:.3f}"
+                for t_ in TARGETS) + f" ({time.perf_counter() - t:.0f}s)", flush=True)
+            g = data["grid"]
+            gpred = np.asarray(setting_model_apply(params, std_stats(g), g["enc"])) * ystd + ymean
+            row["grid_within_ssim"] = within_logo_srcc(gpred[:, 0], g["ssim"], g["image"])
+            row["grid_within_bytes"] = within_logo_srcc(gpred[:, 2], g["log_bytes"], g["image"])
+            row["choice"] = {m: grid_choices(gpred, g, args.min_ssim, float(m)) for m in args.margins.split(",")}
+            results.setdefault(name, []).append(row)
+            print(f"  on the grid ({len(np.unique(g['image']))} logos x 54): within-logo SRCC ssim "
+                  f"{row['grid_within_ssim']:.3f}, bytes {row['grid_within_bytes']:.3f}; at --min-ssim "
+                  f"{args.min_ssim}: " + "; ".join(
+                      f"margin {m}: meets {c['meets']:.2f} (within 0.005: {c['meets_tol']:.2f}), size x"
+                      f"{c['median_ratio']:.3f} ({c['q1']:.3f}-{c['q3']:.3f})" for m, c in row["choice"].items()),
+                  flush=True)
+    for name, rows in results.items():
+        print(f"mean over seeds, {name}: " + "  ".join(
+            f"{t_}: within {np.mean([r[t_]['within'] for r in rows]):.3f}, pooled SRCC "
+            f"{np.mean([r[t_]['srcc'] for r in rows]):.3f}" for t_ in TARGETS)
+            + f"; grid within-logo SRCC ssim {np.mean([r['grid_within_ssim'] for r in rows]):.3f}, bytes "
+            f"{np.mean([r['grid_within_bytes'] for r in rows]):.3f}")
+        for m in args.margins.split(","):
+            c = [r["choice"][m] for r in rows]
+            print(f"  margin {m}: meets {np.mean([x['meets'] for x in c]):.3f} (within 0.005: "
+                  f"{np.mean([x['meets_tol'] for x in c]):.3f}), median size "
+                  f"x{np.mean([x['median_ratio'] for x in c]):.3f}"
+                  f" (oracle x{c[0]['oracle_median_ratio']:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

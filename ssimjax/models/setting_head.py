@@ -1,0 +1,93 @@
+"""Quality and size across VTracer's settings from one look at the image (issue 25, first model).
+
+The image is read once: its statistics (:mod:`ssimjax.features.stats`) go through an image branch
+to an embedding; each setting (:func:`encode_settings`) then costs one pass of a small head over
+``[embedding, setting]``, which predicts the conversion's luminance SSIM, colour SSIM and
+log SVG size (:data:`TARGETS`). Pure functions of explicit parameters, as the rest of the models.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+TARGETS = ("ssim", "rgb_ssim", "log_bytes")
+# Each setting as numbers in about [0, 1]: flags for the non-default categories, one-hot modes,
+# and each numeric parameter scaled over its range (on a log scale where its values double).
+ENCODING = ("binary", "cutout", "spline", "polygon", "none", "filter_speckle", "color_precision",
+            "layer_difference", "corner_threshold", "length_threshold", "splice_threshold", "path_precision")
+
+
+def encode_settings(settings: Sequence[dict]) -> np.ndarray:
+    """float32 (N, len(ENCODING)) of settings (dicts of :data:`ssimjax.data.vtsettings.PARAMETER_SPACE`)."""
+    rows = []
+    for s in settings:
+        rows.append([
+            s["colormode"] == "binary", s["hierarchical"] == "cutout",
+            s["mode"] == "spline", s["mode"] == "polygon", s["mode"] == "none",
+            np.log2(1 + s["filter_speckle"]) / 5, (s["color_precision"] - 3) / 5,
+            np.log2(s["layer_difference"]) / 7, s["corner_threshold"] / 180,
+            (s["length_threshold"] - 3.5) / 6.5, s["splice_threshold"] / 135, s["path_precision"] / 8,
+        ])
+    return np.asarray(rows, np.float32).reshape(len(rows), len(ENCODING))
+
+
+def _dense(key, n_in: int, n_out: int) -> dict:
+    return {"w": jax.random.normal(key, (n_in, n_out)) * np.sqrt(2.0 / n_in), "b": jnp.zeros(n_out)}
+
+
+def init_setting_model(n_stats: int, seed: int = 0, embed: int = 64, hidden: int = 128) -> dict:
+    """Parameters of the image branch (statistics -> embedding) and the per-setting head."""
+    k = jax.random.split(jax.random.PRNGKey(seed), 5)
+    return {
+        "image": [_dense(k[0], n_stats, hidden), _dense(k[1], hidden, embed)],
+        "head": [_dense(k[2], embed + len(ENCODING), hidden), _dense(k[3], hidden, hidden),
+                 _dense(k[4], hidden, len(TARGETS))],
+    }
+
+
+def _mlp(layers: list, x, last_linear: bool = True):
+    for i, layer in enumerate(layers):
+        x = x @ layer["w"] + layer["b"]
+        if i < len(layers) - 1 or not last_linear:
+            x = jax.nn.relu(x)
+    return x
+
+
+def image_embedding(params: dict, stats):
+    """(N, embed): each image's embedding from its standardised statistics; computed once per image."""
+    return _mlp(params["image"], stats, last_linear=False)
+
+
+def head_apply(params: dict, embedding, settings_encoded):
+    """(N, len(TARGETS)) for rows pairing an image embedding with an encoded setting."""
+    return _mlp(params["head"], jnp.concatenate([embedding, settings_encoded], axis=-1))
+
+
+def setting_model_apply(params: dict, stats, settings_encoded):
+    """Predictions for rows of (standardised statistics, encoded setting)."""
+    return head_apply(params, image_embedding(params, stats), settings_encoded)
+
+
+def choose_setting(ssim, rgb_ssim, size, default: int = 0, min_ssim: float | None = None,
+                   max_bytes: float | None = None, margin: float = 0.0) -> int:
+    """The index of the setting to convert with, from each candidate setting's (predicted) luminance
+    SSIM, colour SSIM and size; ``default`` is VTracer's defaults' index. With ``min_ssim``: the
+    smallest among those whose SSIM and colour SSIM reach the target, capped at what the defaults
+    reach (``min(min_ssim, defaults')``), plus ``margin``; the defaults themselves always qualify.
+    With ``max_bytes``: among those within the size, the best of the worse of SSIM and colour SSIM
+    (the smallest setting if none is within it)."""
+    ssim, rgb_ssim, size = (np.asarray(a, np.float64) for a in (ssim, rgb_ssim, size))
+    if (min_ssim is None) == (max_bytes is None):
+        raise ValueError("give one of min_ssim and max_bytes")
+    if min_ssim is not None:
+        ok = (ssim >= min(min_ssim, ssim[default]) + margin) & (rgb_ssim >= min(min_ssim, rgb_ssim[default]) + margin)
+        ok[default] = True
+        return int(np.flatnonzero(ok)[np.argmin(size[ok])])
+    within = size <= max_bytes
+    if not within.any():
+        return int(np.argmin(size))
+    return int(np.flatnonzero(within)[np.argmax(np.minimum(ssim, rgb_ssim)[within])])
