@@ -72,6 +72,32 @@ def grid_choices(pred: np.ndarray, g: dict, min_ssim: float, margin: float) -> d
                 q3=float(q3), oracle_median_ratio=float(np.median(oracle)))
 
 
+def map_feature_table(data: dict, cache: Path, steps: int) -> dict:
+    """``{image path: map features}``: a map network trained (seed 0) on the training logos' real
+    SSIM maps of VTracer's defaults, then read on every image (:func:`ssimjax.models.setting_head.map_features`)."""
+    from ssimjax.data.images import open_image, read_file, rgb_pixels
+    from ssimjax.data.vtsettings import default_setting, load_settings_map
+    from ssimjax.models.mapnet import MapNet
+    from ssimjax.models.setting_head import map_features
+    from ssimjax.train.mapnet import train_map_model
+
+    t = time.perf_counter()
+    paths = sorted({p for d in data.values() for p in d["image"]})
+    pixels, shas = {}, {}
+    for path in paths:
+        raw, sha = read_file(path)
+        pixels[path], shas[path] = rgb_pixels(open_image(raw)), sha
+    train = sorted(set(data["train"]["image"]))
+    maps = [load_settings_map(cache, shas[p], default_setting()) for p in train]
+    spec = MapNet()
+    model = train_map_model([pixels[p] for p in train], [None if m is None else m.astype(np.float32) for m in maps],
+                            spec, steps=steps, seed=0)
+    feats = map_features(model.params, spec, [pixels[p] for p in paths])
+    print(f"map network trained ({steps} steps) and read on {len(paths)} images in {time.perf_counter() - t:.0f}s",
+          flush=True)
+    return dict(zip(paths, feats))
+
+
 def train_setting_model(stats, enc, y, k: int, seed: int, within: float = 0.0, epochs: int = 300,
                         logos_per_batch: int = 16, lr: float = 2e-3):
     """Parameters of :mod:`ssimjax.models.setting_head` fitted by AdamW on MSE over standardised
@@ -123,6 +149,10 @@ def main(argv=None) -> int:
                    help="selection logos converted with every setting of issue 25's 54-setting grid (default 60)")
     p.add_argument("--min-ssim", type=float, default=0.95)
     p.add_argument("--margins", default="0,0.005,0.01", help="safety margins on the predicted SSIM to try")
+    p.add_argument("--map-features", action="store_true",
+                   help="also read the image through a map network trained on the training logos' default "
+                        "conversions (its hidden channels' mean and max, its predicted SSIM's quantiles)")
+    p.add_argument("--map-steps", type=int, default=2400, help="--map-features: its training steps (default 2400)")
     p.add_argument("--within", type=float, default=0.0,
                    help="weight of the loss on each logo's centred predictions (how its settings differ)")
     p.add_argument("--cache-dir", help="default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax")
@@ -145,6 +175,9 @@ def main(argv=None) -> int:
     for d in data.values():
         for path in np.unique(d["image"]):
             stats_of[path] = image_statistics(open_image(read_file(path)[0]))
+    if args.map_features:
+        extra = map_feature_table(data, cache, args.map_steps)
+        stats_of = {path: np.concatenate([v, extra[path]]) for path, v in stats_of.items()}
     print(f"data ready in {time.perf_counter() - t0:.0f}s: {len(data['train']['ssim'])} training rows, "
           f"{len(data['selection']['ssim'])} selection rows", flush=True)
     for d in data.values():

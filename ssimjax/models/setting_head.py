@@ -91,3 +91,49 @@ def choose_setting(ssim, rgb_ssim, size, default: int = 0, min_ssim: float | Non
     if not within.any():
         return int(np.argmin(size))
     return int(np.flatnonzero(within)[np.argmax(np.minimum(ssim, rgb_ssim)[within])])
+
+
+def _hidden_and_cells(params: list, spec, x_uint8):
+    """The map network's last hidden activations (N, h, w, C) and its predicted cells (N, h, w)."""
+    from ssimjax.models.mapnet import space_to_depth
+
+    x = space_to_depth(x_uint8.astype(jnp.float32) / 255.0, spec.cell)
+    for layer, d in zip(params[:-1], spec.dilations):
+        x = jax.lax.conv_general_dilated(x, layer["w"], (1, 1), "VALID", rhs_dilation=(d, d),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = jax.nn.relu(x + layer["b"])
+    return x, (x @ params[-1]["w"] + params[-1]["b"])[..., 0]
+
+
+_hidden_forward = jax.jit(_hidden_and_cells, static_argnums=1)
+MAP_FEATURE_QUANTILES = (0.05, 0.25, 0.5)
+
+
+def map_features(params: list, spec, images: Sequence[np.ndarray], tile: int = 128, batch: int = 4) -> np.ndarray:
+    """float32 (N, 2 C + 1 + len(MAP_FEATURE_QUANTILES)) per uint8 RGB image, read once: the mean and
+    the max over the image's cells of each of the map network's C last hidden channels (where in the
+    image the network sees thin parts, speckles, gradients), and the mean and quantiles of its
+    predicted SSIM cells. Tiled as :func:`ssimjax.models.mapnet.predict_maps`."""
+    from ssimjax.models.mapnet import crop
+
+    c = spec.cell
+    jobs = [(k, y0, x0) for k, img in enumerate(images)
+            for y0 in range(0, img.shape[0], tile) for x0 in range(0, img.shape[1], tile)]
+    hidden = [[] for _ in images]
+    cells = [[] for _ in images]
+    for start in range(0, len(jobs), batch):
+        part = jobs[start:start + batch]
+        x = np.stack([crop(images[k], y0, x0, tile, spec.margin) for k, y0, x0 in part])
+        if len(part) < batch:
+            x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
+        h, out = (np.asarray(a) for a in _hidden_forward(params, spec, x))
+        for (k, y0, x0), hk, ok in zip(part, h, out):
+            rows = -(-min(tile, images[k].shape[0] - y0) // c)
+            cols = -(-min(tile, images[k].shape[1] - x0) // c)
+            hidden[k].append(hk[:rows, :cols].reshape(-1, hk.shape[-1]))
+            cells[k].append(ok[:rows, :cols].reshape(-1))
+    feats = []
+    for hk, ok in zip(hidden, cells):
+        h, o = np.concatenate(hk), np.concatenate(ok)
+        feats.append(np.concatenate([h.mean(0), h.max(0), [o.mean()], np.quantile(o, MAP_FEATURE_QUANTILES)]))
+    return np.asarray(feats, np.float32)
