@@ -160,3 +160,27 @@ def test_the_choice_meets_the_target_capped_at_the_defaults_at_the_smallest_size
     assert choose_setting(ssim, rgb, size, default=0, max_bytes=5) == 3  # none fits: the smallest
     with pytest.raises(ValueError, match="give one of min_ssim and max_bytes"):
         choose_setting(ssim, rgb, size)
+
+
+def test_the_conditioned_map_network_reads_the_image_once_and_scores_each_setting_from_its_cells():
+    from ssimjax.bench.settings_probe import conditioned_scores
+    from ssimjax.models.mapnet import MapNet, crop, score_from_cells
+    from ssimjax.models.setting_head import (
+        cells_for_setting,
+        encode_settings,
+        init_conditioned_map_net,
+        trunk_apply,
+    )
+
+    spec = MapNet()
+    params = init_conditioned_map_net(spec, seed=0)
+    params["film"]["w"] = params["film"]["w"] * 100  # an untrained FiLM barely moves the cells
+    enc = encode_settings(sample_settings(0, 0, 3))
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    scores = conditioned_scores(params, spec, image, enc, tile=64)
+    assert scores.shape == (3,) and len(set(scores.round(6))) == 3
+    # Tiled scoring equals scoring the whole image at once (edge pixels extended beyond it).
+    hidden = trunk_apply(params, spec, crop(image, 0, 0, 64, spec.margin)[None])
+    for j in range(3):
+        cells = np.asarray(cells_for_setting(params, hidden, enc[j:j + 1]))[0, :20, :30]
+        assert scores[j] == pytest.approx(score_from_cells(cells, 40, 60, 2), abs=1e-6)

@@ -98,6 +98,142 @@ def map_feature_table(data: dict, cache: Path, steps: int) -> dict:
     return dict(zip(paths, feats))
 
 
+def train_conditioned_map(pixels: list, targets: list, encs: list, steps: int, seed: int = 0, logos: int = 16,
+                          size: int = 48, lr: float = 2e-3, diff: float = 1.0):
+    """A conditioned map network (:func:`ssimjax.models.setting_head.init_conditioned_map_net`)
+    trained on each training logo's real SSIM maps under its settings: every step takes one crop of
+    ``logos`` logos and two of each one's settings (the trunk runs once per crop), with the
+    pixel-weighted MSE of both and, weighted by ``diff``, of their difference."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from ssimjax.models.mapnet import MapNet, crop
+    from ssimjax.models.setting_head import cells_for_setting, init_conditioned_map_net, trunk_apply
+    from ssimjax.train.mapnet import _cells
+
+    spec = MapNet()
+    params = init_conditioned_map_net(spec, seed)
+    opt = optax.adamw(optax.cosine_decay_schedule(lr, steps), weight_decay=1e-4)
+    state = opt.init(params)
+
+    def loss_fn(p, x, e, t, w):
+        hidden = trunk_apply(p, spec, x)
+        c0, c1 = cells_for_setting(p, hidden, e[:, 0]), cells_for_setting(p, hidden, e[:, 1])
+        total = jnp.maximum(w[:, 0].sum() + w[:, 1].sum(), 1.0)
+        both = jnp.sum(w[:, 0] * (c0 - t[:, 0]) ** 2) + jnp.sum(w[:, 1] * (c1 - t[:, 1]) ** 2)
+        contrast = jnp.sum(w[:, 0] * ((c0 - c1) - (t[:, 0] - t[:, 1])) ** 2)
+        return (both + diff * contrast) / total
+
+    @jax.jit
+    def step(p, state, x, e, t, w):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, e, t, w)
+        updates, state = opt.update(g, state, p)
+        return optax.apply_updates(p, updates), state, loss
+
+    rng = np.random.default_rng(seed)
+    c = spec.cell
+    for i in range(steps):
+        xs, es, ts, ws = [], [], [], []
+        for k in rng.integers(0, len(pixels), logos):
+            h, w = pixels[k].shape[:2]
+            y0 = c * int(rng.integers(0, max(h - size, 0) // c + 1))
+            x0 = c * int(rng.integers(0, max(w - size, 0) // c + 1))
+            pair = rng.choice(len(targets[k]), 2, replace=False)
+            xs.append(crop(pixels[k], y0, x0, size, spec.margin))
+            es.append(encs[k][pair])
+            ts.append([_cells(targets[k][j][0], y0, x0, size, c) for j in pair])
+            ws.append([_cells(targets[k][j][1], y0, x0, size, c) for j in pair])
+        params, state, loss = step(params, state, np.stack(xs), np.stack(es), np.asarray(ts), np.asarray(ws))
+        if (i + 1) % max(1, steps // 5) == 0:
+            print(f"  conditioned map network step {i + 1}/{steps}: loss {float(loss):.5f}", flush=True)
+    return spec, params
+
+
+def conditioned_scores(params: dict, spec, image: np.ndarray, encoded: np.ndarray, tile: int = 128,
+                       batch: int = 4) -> np.ndarray:
+    """(K,): an image's predicted SSIM under each of K encoded settings; the trunk runs once."""
+    import jax
+    import jax.numpy as jnp
+
+    from ssimjax.models.mapnet import cell_weights, crop
+    from ssimjax.models.setting_head import cells_for_setting, trunk_apply
+
+    global _COND_FNS
+    if "_COND_FNS" not in globals():
+        _COND_FNS = (jax.jit(trunk_apply, static_argnums=1),
+                     jax.jit(lambda p, hid, e: jax.vmap(
+                         lambda one: cells_for_setting(p, hid, jnp.broadcast_to(one, (hid.shape[0], one.shape[0])))
+                     )(e)))
+    trunk, heads = _COND_FNS
+    c = spec.cell
+    h, w = image.shape[:2]
+    weight = cell_weights(h, w, c)
+    jobs = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
+    total = np.zeros(len(encoded))
+    for start in range(0, len(jobs), batch):
+        part = jobs[start:start + batch]
+        x = np.stack([crop(image, y0, x0, tile, spec.margin) for y0, x0 in part])
+        if len(part) < batch:
+            x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
+        cells = np.asarray(heads(params, trunk(params, spec, x), encoded))  # (K, batch, n, n)
+        for b, (y0, x0) in enumerate(part):
+            wt = weight[y0 // c:y0 // c + tile // c, x0 // c:x0 // c + tile // c]
+            total += (cells[:, b, :wt.shape[0], :wt.shape[1]] * wt).sum((1, 2))
+    return (total / max(weight.sum(), 1.0)).astype(np.float32)
+
+
+def score_row(pred: np.ndarray, gpred: np.ndarray, sel: dict, g: dict, args) -> dict:
+    """Within-logo and pooled figures of predictions on the selection set, and on the grid with its choices."""
+    from ssimjax.evaluate.metrics import quality_metrics
+    from ssimjax.models.setting_head import TARGETS
+
+    row = {}
+    for j, target in enumerate(TARGETS):
+        pooled = quality_metrics(pred[:, j], sel["y"][:, j])
+        row[target] = dict(within=within_logo_srcc(pred[:, j], sel["y"][:, j], sel["image"]),
+                           srcc=pooled["srcc"], plcc=pooled["plcc"])
+    row["grid_within_ssim"] = within_logo_srcc(gpred[:, 0], g["ssim"], g["image"])
+    row["grid_within_bytes"] = within_logo_srcc(gpred[:, 2], g["log_bytes"], g["image"])
+    row["choice"] = {m: grid_choices(gpred, g, args.min_ssim, float(m)) for m in args.margins.split(",")}
+    return row
+
+
+def conditioned_predictor(data: dict, cache: Path, steps: int, seed: int):
+    """A conditioned map network trained (``seed``) on every training logo's real SSIM maps under its
+    settings; returns ``predict(rows)``: each row's predicted SSIM (each image's trunk read once)."""
+    from ssimjax.data.images import open_image, read_file, rgb_pixels
+    from ssimjax.data.vtsettings import load_settings_map
+    from ssimjax.models.mapnet import cell_targets
+    from ssimjax.models.setting_head import encode_settings
+
+    t = time.perf_counter()
+    tr = data["train"]
+    pixels, targets, encs = [], [], []
+    for image in dict.fromkeys(tr["image"]):
+        idx = np.flatnonzero(tr["image"] == image)
+        raw, sha = read_file(image)
+        maps = [load_settings_map(cache, sha, tr["setting"][j]) for j in idx]
+        keep = [j for j, m in zip(idx, maps) if m is not None]
+        if len(keep) < 2:
+            continue
+        pixels.append(rgb_pixels(open_image(raw)))
+        targets.append([cell_targets(m.astype(np.float32), 2) for m in maps if m is not None])
+        encs.append(encode_settings([tr["setting"][j] for j in keep]))
+    spec, params = train_conditioned_map(pixels, targets, encs, steps, seed)
+    print(f"  conditioned map network: {len(pixels)} logos, trained in {time.perf_counter() - t:.0f}s", flush=True)
+
+    def predict(rows: dict) -> np.ndarray:
+        out = np.zeros(len(rows["image"]), np.float32)
+        for image in dict.fromkeys(rows["image"]):
+            idx = np.flatnonzero(rows["image"] == image)
+            px = rgb_pixels(open_image(read_file(image)[0]))
+            out[idx] = conditioned_scores(params, spec, px, encode_settings([rows["setting"][j] for j in idx]))
+        return out
+
+    return predict
+
+
 def train_setting_model(stats, enc, y, k: int, seed: int, within: float = 0.0, epochs: int = 300,
                         logos_per_batch: int = 16, lr: float = 2e-3):
     """Parameters of :mod:`ssimjax.models.setting_head` fitted by AdamW on MSE over standardised
@@ -153,6 +289,9 @@ def main(argv=None) -> int:
                    help="also read the image through a map network trained on the training logos' default "
                         "conversions (its hidden channels' mean and max, its predicted SSIM's quantiles)")
     p.add_argument("--map-steps", type=int, default=2400, help="--map-features: its training steps (default 2400)")
+    p.add_argument("--cond-map-steps", type=int, default=0,
+                   help="also a map network conditioned on the setting, trained this many steps per seed on every "
+                        "setting's real SSIM map (0: not)")
     p.add_argument("--within", type=float, default=0.0,
                    help="weight of the loss on each logo's centred predictions (how its settings differ)")
     p.add_argument("--cache-dir", help="default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax")
@@ -193,32 +332,34 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(seed)
         fit_logos = set(rng.permutation(logos)[: int(0.8 * len(logos))])
         fit = np.asarray([i in fit_logos for i in tr["image"]])
-        for name, use_image in (("image + setting", True), ("setting only", False)):
+        kept = None  # the image + setting head's predictions, which the conditioned map network completes
+        variants = [("image + setting", True), ("setting only", False)]
+        if args.cond_map_steps:
+            variants.append(("conditioned map", True))
+        for name, use_image in variants:
             def std_stats(d):
                 z = np.clip((d["stats"] - mean) / std, -5, 5)
                 return (z if use_image else np.zeros_like(z)).astype(np.float32)
 
             t = time.perf_counter()
-            params = train_setting_model(std_stats(tr)[fit], tr["enc"][fit], ((tr["y"] - ymean) / ystd)[fit], args.k,
-                                         seed, within=args.within)
-            sel = data["selection"]
-            pred = np.asarray(setting_model_apply(params, std_stats(sel), sel["enc"])) * ystd + ymean
-            row = {}
-            for j, target in enumerate(TARGETS):
-                from ssimjax.evaluate.metrics import quality_metrics
-
-                pooled = quality_metrics(pred[:, j], sel["y"][:, j])
-                row[target] = dict(within=within_logo_srcc(pred[:, j], sel["y"][:, j], sel["image"]),
-                                   srcc=pooled["srcc"], plcc=pooled["plcc"])
+            sel, g = data["selection"], data["grid"]
+            if name == "conditioned map":  # SSIM from the conditioned map network; colour and size from the head
+                pred, gpred = kept
+                cond = conditioned_predictor(data, cache, args.cond_map_steps, seed)
+                pred, gpred = pred.copy(), gpred.copy()
+                pred[:, 0], gpred[:, 0] = cond(sel), cond(g)
+            else:
+                params = train_setting_model(std_stats(tr)[fit], tr["enc"][fit], ((tr["y"] - ymean) / ystd)[fit],
+                                             args.k, seed, within=args.within)
+                pred = np.asarray(setting_model_apply(params, std_stats(sel), sel["enc"])) * ystd + ymean
+                gpred = np.asarray(setting_model_apply(params, std_stats(g), g["enc"])) * ystd + ymean
+                if use_image:
+                    kept = (pred, gpred)
+            row = score_row(pred, gpred, sel, g, args)
+            results.setdefault(name, []).append(row)
             print(f"seed {seed} {name:16s} " + "  ".join(
                 f"{t_}: within-logo SRCC {row[t_]['within']:.3f}, pooled {row[t_]['srcc']:.3f} / {row[t_]['plcc']:.3f}"
                 for t_ in TARGETS) + f" ({time.perf_counter() - t:.0f}s)", flush=True)
-            g = data["grid"]
-            gpred = np.asarray(setting_model_apply(params, std_stats(g), g["enc"])) * ystd + ymean
-            row["grid_within_ssim"] = within_logo_srcc(gpred[:, 0], g["ssim"], g["image"])
-            row["grid_within_bytes"] = within_logo_srcc(gpred[:, 2], g["log_bytes"], g["image"])
-            row["choice"] = {m: grid_choices(gpred, g, args.min_ssim, float(m)) for m in args.margins.split(",")}
-            results.setdefault(name, []).append(row)
             print(f"  on the grid ({len(np.unique(g['image']))} logos x 54): within-logo SRCC ssim "
                   f"{row['grid_within_ssim']:.3f}, bytes {row['grid_within_bytes']:.3f}; at --min-ssim "
                   f"{args.min_ssim}: " + "; ".join(

@@ -137,3 +137,43 @@ def map_features(params: list, spec, images: Sequence[np.ndarray], tile: int = 1
         h, o = np.concatenate(hk), np.concatenate(ok)
         feats.append(np.concatenate([h.mean(0), h.max(0), [o.mean()], np.quantile(o, MAP_FEATURE_QUANTILES)]))
     return np.asarray(feats, np.float32)
+
+
+def init_conditioned_map_net(spec, seed: int = 0) -> dict:
+    """A map network whose last layers depend on the setting: the trunk (the map network's
+    convolutions, read once per image), a FiLM layer from the encoded setting to a scale and shift
+    of each hidden channel, then two 1x1 layers to each cell's SSIM under that setting."""
+    from ssimjax.models.mapnet import init_map_net
+
+    trunk = init_map_net(spec, seed)[:-1]
+    k = jax.random.split(jax.random.PRNGKey(seed + 1), 3)
+    c = spec.channels
+    return {"trunk": trunk,
+            "film": {"w": jax.random.normal(k[0], (len(ENCODING), 2 * c)) * 0.01, "b": jnp.zeros(2 * c)},
+            "head": [_dense(k[1], c, c),
+                     {"w": jax.random.normal(k[2], (c, 1)) * 0.01, "b": jnp.full((1,), 0.9)}]}
+
+
+def trunk_apply(params: dict, spec, x_uint8):
+    """The hidden cells (N, H/cell, W/cell, C) of crops carrying ``spec.margin`` of context: once per image."""
+    from ssimjax.models.mapnet import space_to_depth
+
+    x = space_to_depth(x_uint8.astype(jnp.float32) / 255.0, spec.cell)
+    for layer, d in zip(params["trunk"], spec.dilations):
+        x = jax.lax.conv_general_dilated(x, layer["w"], (1, 1), "VALID", rhs_dilation=(d, d),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = jax.nn.relu(x + layer["b"])
+    return x
+
+
+def cells_for_setting(params: dict, hidden, settings_encoded):
+    """Each cell's SSIM (N, ...) under one encoded setting per row (N, len(ENCODING)): the per-setting
+    part, two 1x1 layers over the hidden cells."""
+    film = settings_encoded @ params["film"]["w"] + params["film"]["b"]
+    c = hidden.shape[-1]
+    extra = (1,) * (hidden.ndim - 2)
+    scale = 1.0 + film[:, :c].reshape((-1,) + extra + (c,))
+    shift = film[:, c:].reshape((-1,) + extra + (c,))
+    h = jax.nn.relu(hidden * scale + shift)
+    h = jax.nn.relu(h @ params["head"][0]["w"] + params["head"][0]["b"])
+    return (h @ params["head"][1]["w"] + params["head"][1]["b"])[..., 0]
