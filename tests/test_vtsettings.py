@@ -60,11 +60,12 @@ def test_a_conversion_is_labelled_by_the_real_pipeline():
 def test_a_settings_set_is_reproducible_over_workers_cached_and_keeps_each_map(registry, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("SSIMJAX_NPM_REGISTRY", registry.as_uri())
     cache = tmp_path / "cache"
-    path = make_settings_dataset(tmp_path / "a", 5, 3, seed=1, sources=SOURCES, cache_dir=cache, workers=2)
+    folder = settings_dataset(cache, 5, 3, seed=1, sources=SOURCES)  # over every core, into the cache
+    path = folder / "settings.csv"
     make_settings_dataset(tmp_path / "b", 5, 3, seed=1, sources=SOURCES, cache_dir=cache, workers=1)
     assert (tmp_path / "b" / "settings.csv").read_text() == path.read_text()
     rows = list(csv.DictReader(open(path)))
-    meta = json.loads((tmp_path / "a" / "labels_meta.json").read_text())
+    meta = json.loads((folder / "labels_meta.json").read_text())
     assert len(rows) == 3 * meta["written"] and meta["written"] + sum(meta["skipped"].values()) == 5
     assert meta["parameter_space"]["mode"] == ["spline", "polygon", "none"] and meta["defaults"] == default_setting()
     by_image = {}
@@ -77,12 +78,10 @@ def test_a_settings_set_is_reproducible_over_workers_cached_and_keeps_each_map(r
             assert 0 <= float(r["ssim"]) <= 1 and int(r["svg_bytes"]) > 0
             from ssimjax.files import sha256_file
 
-            m = load_settings_map(cache, sha256_file(tmp_path / "a" / image), json.loads(r["params"]))
+            m = load_settings_map(cache, sha256_file(folder / image), json.loads(r["params"]))
             assert m is not None and abs(float(m[5:-5, 5:-5].astype(np.float64).mean()) - float(r["ssim"])) < 2e-3
-    # Built once into the cache, then found there.
-    folder = settings_dataset(cache, 5, 3, seed=1, sources=SOURCES)
-    assert (folder / "settings.csv").read_text() == path.read_text() and (folder / "SHA256SUMS").is_file()
-    assert settings_dataset(cache, 5, 3, seed=1, sources=SOURCES) == folder
+    # Built once into the cache, checksummed, then found there.
+    assert (folder / "SHA256SUMS").is_file() and settings_dataset(cache, 5, 3, seed=1, sources=SOURCES) == folder
 
 
 def test_make_dataset_builds_a_settings_set_from_the_command_line(tmp_path):
