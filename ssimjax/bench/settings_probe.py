@@ -156,7 +156,7 @@ def conditioned_scores(params: dict, spec, image: np.ndarray, encoded: np.ndarra
     import jax
     import jax.numpy as jnp
 
-    from ssimjax.models.mapnet import cell_weights, crop
+    from ssimjax.models.mapnet import cell_weights, tile_batches
     from ssimjax.models.setting_head import cells_for_setting, trunk_apply
 
     global _COND_FNS
@@ -169,15 +169,10 @@ def conditioned_scores(params: dict, spec, image: np.ndarray, encoded: np.ndarra
     c = spec.cell
     h, w = image.shape[:2]
     weight = cell_weights(h, w, c)
-    jobs = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
     total = np.zeros(len(encoded))
-    for start in range(0, len(jobs), batch):
-        part = jobs[start:start + batch]
-        x = np.stack([crop(image, y0, x0, tile, spec.margin) for y0, x0 in part])
-        if len(part) < batch:
-            x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
+    for part, x in tile_batches([image], spec, tile, batch):
         cells = np.asarray(heads(params, trunk(params, spec, x), encoded))  # (K, batch, n, n)
-        for b, (y0, x0) in enumerate(part):
+        for b, (_, y0, x0) in enumerate(part):
             wt = weight[y0 // c:y0 // c + tile // c, x0 // c:x0 // c + tile // c]
             total += (cells[:, b, :wt.shape[0], :wt.shape[1]] * wt).sum((1, 2))
     return (total / max(weight.sum(), 1.0)).astype(np.float32)

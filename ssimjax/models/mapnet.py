@@ -65,15 +65,21 @@ def space_to_depth(x, k: int):
     return x.reshape(n, h // k, k, w // k, k, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h // k, w // k, k * k * c)
 
 
-def map_net_apply(params: list, spec: MapNet, x):
-    """Predicted SSIM per cell, (N, H/cell, W/cell), of ``x`` (N, H + 2 margin, W + 2 margin, 3) in
-    [0, 1] with H, W multiples of ``spec.cell``."""
+def map_net_hidden(layers: list, spec: MapNet, x):
+    """The last hidden activations (N, H/cell, W/cell, channels) of the convolutional ``layers``
+    (the network's parameters but its output layer) on ``x`` as :func:`map_net_apply` takes it."""
     x = space_to_depth(x, spec.cell)
-    for layer, d in zip(params[:-1], spec.dilations):
+    for layer, d in zip(layers, spec.dilations):
         x = jax.lax.conv_general_dilated(x, layer["w"], (1, 1), "VALID", rhs_dilation=(d, d),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         x = jax.nn.relu(x + layer["b"])
-    return (x @ params[-1]["w"] + params[-1]["b"])[..., 0]
+    return x
+
+
+def map_net_apply(params: list, spec: MapNet, x):
+    """Predicted SSIM per cell, (N, H/cell, W/cell), of ``x`` (N, H + 2 margin, W + 2 margin, 3) in
+    [0, 1] with H, W multiples of ``spec.cell``."""
+    return (map_net_hidden(params[:-1], spec, x) @ params[-1]["w"] + params[-1]["b"])[..., 0]
 
 
 def cell_targets(ssim_map: np.ndarray, cell: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +126,20 @@ def apply_uint8(params, spec: MapNet, x_uint8):
 _forward = jax.jit(apply_uint8, static_argnums=1)
 
 
+def tile_batches(images: Sequence[np.ndarray], spec: MapNet, tile: int, batch: int):
+    """``(part, x)`` for every ``batch`` tiles of the images: ``part`` lists each tile's ``(image
+    index, y0, x0)``, ``x`` (batch, tile + 2 margin, tile + 2 margin, 3) holds the tiles with their
+    context, the last batch padded with zeros (one compiled shape)."""
+    jobs = [(k, y0, x0) for k, img in enumerate(images)
+            for y0 in range(0, img.shape[0], tile) for x0 in range(0, img.shape[1], tile)]
+    for start in range(0, len(jobs), batch):
+        part = jobs[start:start + batch]
+        x = np.stack([crop(images[k], y0, x0, tile, spec.margin) for k, y0, x0 in part])
+        if len(part) < batch:
+            x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
+        yield part, x
+
+
 def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile: int = 128,
                  batch: int = 4) -> list[np.ndarray]:
     """The predicted per-cell SSIM map of each uint8 RGB image, (ceil(H/cell), ceil(W/cell)),
@@ -128,14 +148,8 @@ def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile:
     c = spec.cell
     if tile % c:
         raise ValueError(f"tile must be a multiple of the cell, {c} (got {tile})")
-    jobs = [(k, y0, x0) for k, img in enumerate(images)
-            for y0 in range(0, img.shape[0], tile) for x0 in range(0, img.shape[1], tile)]
     maps = [np.zeros((-(-img.shape[0] // c), -(-img.shape[1] // c)), np.float32) for img in images]
-    for start in range(0, len(jobs), batch):
-        part = jobs[start:start + batch]
-        x = np.stack([crop(images[k], y0, x0, tile, spec.margin) for k, y0, x0 in part])
-        if len(part) < batch:  # one compiled shape: pad the last batch
-            x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
+    for part, x in tile_batches(images, spec, tile, batch):
         out = np.asarray(_forward(params, spec, x))
         for (k, y0, x0), cells in zip(part, out):
             dst = maps[k][y0 // c:y0 // c + tile // c, x0 // c:x0 // c + tile // c]

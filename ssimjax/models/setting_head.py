@@ -95,13 +95,9 @@ def choose_setting(ssim, rgb_ssim, size, default: int = 0, min_ssim: float | Non
 
 def _hidden_and_cells(params: list, spec, x_uint8):
     """The map network's last hidden activations (N, h, w, C) and its predicted cells (N, h, w)."""
-    from ssimjax.models.mapnet import space_to_depth
+    from ssimjax.models.mapnet import map_net_hidden
 
-    x = space_to_depth(x_uint8.astype(jnp.float32) / 255.0, spec.cell)
-    for layer, d in zip(params[:-1], spec.dilations):
-        x = jax.lax.conv_general_dilated(x, layer["w"], (1, 1), "VALID", rhs_dilation=(d, d),
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        x = jax.nn.relu(x + layer["b"])
+    x = map_net_hidden(params[:-1], spec, x_uint8.astype(jnp.float32) / 255.0)
     return x, (x @ params[-1]["w"] + params[-1]["b"])[..., 0]
 
 
@@ -114,18 +110,12 @@ def map_features(params: list, spec, images: Sequence[np.ndarray], tile: int = 1
     the max over the image's cells of each of the map network's C last hidden channels (where in the
     image the network sees thin parts, speckles, gradients), and the mean and quantiles of its
     predicted SSIM cells. Tiled as :func:`ssimjax.models.mapnet.predict_maps`."""
-    from ssimjax.models.mapnet import crop
+    from ssimjax.models.mapnet import tile_batches
 
     c = spec.cell
-    jobs = [(k, y0, x0) for k, img in enumerate(images)
-            for y0 in range(0, img.shape[0], tile) for x0 in range(0, img.shape[1], tile)]
     hidden = [[] for _ in images]
     cells = [[] for _ in images]
-    for start in range(0, len(jobs), batch):
-        part = jobs[start:start + batch]
-        x = np.stack([crop(images[k], y0, x0, tile, spec.margin) for k, y0, x0 in part])
-        if len(part) < batch:
-            x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
+    for part, x in tile_batches(images, spec, tile, batch):
         h, out = (np.asarray(a) for a in _hidden_forward(params, spec, x))
         for (k, y0, x0), hk, ok in zip(part, h, out):
             rows = -(-min(tile, images[k].shape[0] - y0) // c)
@@ -156,14 +146,9 @@ def init_conditioned_map_net(spec, seed: int = 0) -> dict:
 
 def trunk_apply(params: dict, spec, x_uint8):
     """The hidden cells (N, H/cell, W/cell, C) of crops carrying ``spec.margin`` of context: once per image."""
-    from ssimjax.models.mapnet import space_to_depth
+    from ssimjax.models.mapnet import map_net_hidden
 
-    x = space_to_depth(x_uint8.astype(jnp.float32) / 255.0, spec.cell)
-    for layer, d in zip(params["trunk"], spec.dilations):
-        x = jax.lax.conv_general_dilated(x, layer["w"], (1, 1), "VALID", rhs_dilation=(d, d),
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        x = jax.nn.relu(x + layer["b"])
-    return x
+    return map_net_hidden(params["trunk"], spec, x_uint8.astype(jnp.float32) / 255.0)
 
 
 def cells_for_setting(params: dict, hidden, settings_encoded):
