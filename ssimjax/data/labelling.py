@@ -98,11 +98,20 @@ def ssim_map_path(cache_dir: str | Path, image_sha: str) -> Path:
     return Path(cache_dir) / "ssim-maps" / f"{image_sha}.npz.entry"
 
 
-def save_ssim_map(cache_dir: str | Path, image_sha: str, ssim_map: np.ndarray) -> None:
-    """Caches an image file's SSIM map (float16, compressed), atomically and checksummed."""
+def map_entry(ssim_map: np.ndarray) -> bytes:
+    """An SSIM map as a cache entry's payload: float16, compressed (read back by :func:`entry_map`)."""
     buf = io.BytesIO()
     np.savez_compressed(buf, map=np.asarray(ssim_map, np.float16))
-    write_entry(ssim_map_path(cache_dir, image_sha), buf.getvalue())
+    return buf.getvalue()
+
+
+def entry_map(payload: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(payload))["map"]
+
+
+def save_ssim_map(cache_dir: str | Path, image_sha: str, ssim_map: np.ndarray) -> None:
+    """Caches an image file's SSIM map (float16, compressed), atomically and checksummed."""
+    write_entry(ssim_map_path(cache_dir, image_sha), map_entry(ssim_map))
 
 
 def load_ssim_map(cache_dir: str | Path, image_sha: str) -> np.ndarray | None:
@@ -111,7 +120,7 @@ def load_ssim_map(cache_dir: str | Path, image_sha: str) -> np.ndarray | None:
     path = ssim_map_path(cache_dir, image_sha)
     payload = read_entry(path)
     if payload is not None:
-        return np.load(io.BytesIO(payload))["map"]
+        return entry_map(payload)
     # A map cached before entries carried a checksum (a plain .npz), kept rather than recomputed.
     legacy = path.with_name(f"{image_sha}.npz")
     try:

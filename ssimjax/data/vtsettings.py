@@ -27,7 +27,15 @@ from PIL import Image
 
 from ssimjax.data.build import build_cached, resumable_jobs
 from ssimjax.data.icons import ICONS_VERSION, Source, choose_icons, draw_recipe, rasterise, source_svgs
-from ssimjax.data.labelling import SSIM_SETTINGS, VTRACER_DEFAULTS, _ssim, package_versions, render_svg
+from ssimjax.data.labelling import (
+    SSIM_SETTINGS,
+    VTRACER_DEFAULTS,
+    _ssim,
+    entry_map,
+    map_entry,
+    package_versions,
+    render_svg,
+)
 from ssimjax.files import read_entry, write_bytes_atomic, write_csv, write_entry, write_text_atomic
 
 SETTINGS_VERSION = 1
@@ -151,15 +159,13 @@ def settings_map_path(cache_dir: str | Path, image_sha: str, setting: dict) -> P
 
 
 def save_settings_map(cache_dir, image_sha: str, setting: dict, ssim_map: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, map=np.asarray(ssim_map, np.float16))
-    write_entry(settings_map_path(cache_dir, image_sha, setting), buf.getvalue())
+    write_entry(settings_map_path(cache_dir, image_sha, setting), map_entry(ssim_map))
 
 
 def load_settings_map(cache_dir, image_sha: str, setting: dict) -> np.ndarray | None:
     """The cached map (float16); None when not cached or damaged (reported and removed)."""
     payload = read_entry(settings_map_path(cache_dir, image_sha, setting))
-    return None if payload is None else np.load(io.BytesIO(payload))["map"]
+    return None if payload is None else entry_map(payload)
 
 
 def _settings_one(job):
