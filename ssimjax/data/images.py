@@ -110,3 +110,16 @@ def load_image_file(path: str | Path) -> tuple[np.ndarray, str]:
     return resize_224(open_image(data)), sha
 
 
+
+
+def as_image(item, what: str | None = None) -> Image.Image:
+    """A PIL image from a file path, a PIL image or a uint8 array (:func:`array_image`). Raises
+    :class:`ImageError` in one line naming the file (or ``what``)."""
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, np.ndarray):
+        return array_image(item, what or "array")
+    try:
+        return open_image(read_file(item)[0])
+    except ImageError as e:
+        raise ImageError(f"{item}: {e}") from None

@@ -250,3 +250,39 @@ def settings_dataset(cache_dir: str | Path, count: int, k: int, seed: int = 0, s
     return build_cached(final, lambda tmp: make_settings_dataset(tmp, count, k, seed, sources, cache_dir, recipes,
                                                                  progress=progress, log=log, grid=grid), log,
                         labels="settings.csv")
+
+
+def _row_values(row: dict, folder: Path, line: int) -> tuple:
+    where = f"{folder / 'settings.csv'} row {line}"
+    try:
+        setting = check_setting(json.loads(row["params"]))
+        values = float(row["ssim"]), float(row["rgb_ssim"]), float(row["svg_bytes"])
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{where}: unreadable ({type(e).__name__}: {e})") from None
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    if not (-1 <= values[0] <= 1 and -1 <= values[1] <= 1 and values[2] > 0):
+        raise ValueError(f"{where}: ssim and rgb_ssim must lie in [-1, 1] and svg_bytes be > 0 (got {values})")
+    return setting, *values
+
+
+def read_settings_rows(folder: str | Path) -> dict:
+    """A settings set's rows as arrays: ``image`` (paths), ``setting`` (dicts), ``ssim``,
+    ``rgb_ssim``, ``log_bytes``, ``source``. Raises ValueError naming the file and row that is wrong."""
+    import csv
+
+    folder = Path(folder)
+    path = folder / "settings.csv"
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    parsed = [_row_values(r, folder, i + 2) for i, r in enumerate(rows)]
+    return dict(image=np.asarray([str(folder / r["image"]) for r in rows]), setting=[p[0] for p in parsed],
+                ssim=np.asarray([p[1] for p in parsed], np.float32),
+                rgb_ssim=np.asarray([p[2] for p in parsed], np.float32),
+                log_bytes=np.log(np.asarray([p[3] for p in parsed], np.float32)),
+                source=np.asarray([r.get("source", "") for r in rows]))

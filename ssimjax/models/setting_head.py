@@ -8,6 +8,7 @@ log SVG size (:data:`TARGETS`). Pure functions of explicit parameters, as the re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import jax
@@ -162,3 +163,76 @@ def cells_for_setting(params: dict, hidden, settings_encoded):
     h = jax.nn.relu(hidden * scale + shift)
     h = jax.nn.relu(h @ params["head"][0]["w"] + params["head"][0]["b"])
     return (h @ params["head"][1]["w"] + params["head"][1]["b"])[..., 0]
+
+
+_trunk_forward = jax.jit(trunk_apply, static_argnums=1)
+
+
+@jax.jit
+def _cells_per_setting(params: dict, hidden, encoded):
+    """(K, N, h, w): the cells of N tiles' hidden activations under each of K encoded settings."""
+    return jax.vmap(lambda one: cells_for_setting(params, hidden, jnp.broadcast_to(one, (hidden.shape[0],
+                                                                                        one.shape[0]))))(encoded)
+
+
+def conditioned_scores(params: dict, spec, image: np.ndarray, encoded: np.ndarray, tile: int = 128,
+                       batch: int = 4) -> np.ndarray:
+    """(K,): a uint8 RGB image's predicted SSIM under each of K encoded settings, each setting's
+    cells averaged as scikit-image averages the real map. The trunk runs once per tile; each
+    setting adds two 1x1 layers."""
+    from ssimjax.models.mapnet import cell_weights, tile_batches
+
+    c = spec.cell
+    h, w = image.shape[:2]
+    weight = cell_weights(h, w, c)
+    total = np.zeros(len(encoded))
+    encoded = np.asarray(encoded, np.float32)
+    for part, x in tile_batches([image], spec, tile, batch):
+        cells = np.asarray(_cells_per_setting(params, _trunk_forward(params, spec, x), encoded))
+        for b, (_, y0, x0) in enumerate(part):
+            wt = weight[y0 // c:y0 // c + tile // c, x0 // c:x0 // c + tile // c]
+            total += (cells[:, b, :wt.shape[0], :wt.shape[1]] * wt).sum((1, 2))
+    return (total / max(weight.sum(), 1.0)).astype(np.float32)
+
+
+_head_forward = jax.jit(setting_model_apply)
+
+
+@dataclass(frozen=True, eq=False)
+class SettingsModel:
+    """A trained settings model: the conditioned map network (luminance SSIM per setting, cell by
+    cell) and the statistics head (colour SSIM and SVG size per setting), with the standardisation
+    of the statistics and of the head's targets, and the candidate settings it chooses among.
+
+    ``predict`` reads an image once and scores every setting: ``ssim`` from the map network;
+    ``rgb_ssim`` as the head's colour SSIM moved by how far the map network's SSIM is from the
+    head's (colour and luminance SSIM move together across one logo's settings, and the map network
+    sees where in the image they change); ``bytes`` from the head."""
+
+    spec: object
+    head: dict
+    cond: dict
+    stats_mean: np.ndarray
+    stats_std: np.ndarray
+    y_mean: np.ndarray
+    y_std: np.ndarray
+    candidates: tuple
+
+    def head_predictions(self, stats: np.ndarray, encoded: np.ndarray) -> np.ndarray:
+        """(K, len(TARGETS)) of the head for one image's statistics and K encoded settings."""
+        z = np.clip((np.asarray(stats, np.float32) - self.stats_mean) / self.stats_std, -5, 5).astype(np.float32)
+        z = np.broadcast_to(z, (len(encoded), z.shape[-1]))
+        return np.asarray(_head_forward(self.head, z, encoded)) * self.y_std + self.y_mean
+
+    def predict(self, img, settings: Sequence[dict] | None = None) -> dict:
+        """``{"ssim", "rgb_ssim", "bytes"}`` arrays over ``settings`` (default: the candidates) for
+        an image (a path, a PIL image or a uint8 array)."""
+        from ssimjax.data.images import as_image, rgb_pixels
+        from ssimjax.features.stats import image_statistics
+
+        pil = as_image(img)
+        encoded = encode_settings(self.candidates if settings is None else settings)
+        head = self.head_predictions(image_statistics(pil), encoded)
+        ssim = conditioned_scores(self.cond, self.spec, rgb_pixels(pil), encoded)
+        return {"ssim": ssim, "rgb_ssim": np.minimum(head[:, 1] + (ssim - head[:, 0]), 1.0).astype(np.float32),
+                "bytes": np.exp(head[:, 2]).astype(np.float32)}
