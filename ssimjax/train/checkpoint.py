@@ -45,7 +45,7 @@ def remove_unfinished(run_dir: str | Path) -> None:
     """Removes the checkpoints a kill or a full disk left half-written (Orbax never reads them, but
     they hold the space a resumed run needs)."""
     run_dir = Path(run_dir)
-    for folder in (run_dir, run_dir / "checkpoints", run_dir / "map_net_checkpoints"):
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "map_net_checkpoints", run_dir / "cond_map_checkpoints"):
         for path in folder.glob(UNFINISHED) if folder.is_dir() else ():
             shutil.rmtree(path, ignore_errors=True)
 
@@ -273,8 +273,8 @@ class MapNetCheckpoints:
     step, the crop sampler's random state (so the crops after it are those an uninterrupted
     training draws) and the losses so far. Removed once the trained network is in ``map_net/``."""
 
-    def __init__(self, run_dir: str | Path, every: int = MAP_NET_EVERY):
-        self.dir = Path(run_dir).absolute() / "map_net_checkpoints"
+    def __init__(self, run_dir: str | Path, every: int = MAP_NET_EVERY, folder: str = "map_net_checkpoints"):
+        self.dir = Path(run_dir).absolute() / folder
         self.every = every
         # Written synchronously: the network is small (milliseconds a save), and a short training's
         # back-to-back async saves left Orbax writing metadata while the interpreter shut down.
