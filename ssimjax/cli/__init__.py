@@ -15,6 +15,7 @@ from pathlib import Path
 COMMANDS = {
     "train": ("ssimjax.cli.train", "train a model; writes a run folder (and model.pth)"),
     "predict": ("ssimjax.cli.predict", "predict the SSIM of image files with a trained run"),
+    "recommend": ("ssimjax.cli.recommend", "choose VTracer's parameters per image with a settings run"),
     "evaluate": ("ssimjax.cli.evaluate", "score a run on a labelled set (SRCC, PLCC, KRCC, MAE, RMSE)"),
     "export": ("ssimjax.cli.export", "write a run's weights as the deployment's PyTorch model.pth"),
     "cross-validate": ("ssimjax.cli.cross_validate", "k-fold cross-validation"),

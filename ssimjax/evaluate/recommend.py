@@ -1,0 +1,122 @@
+"""The VTracer setting to convert each logo with, from one look at the image (issue 25).
+
+``recommend(run_dir, images, min_ssim=0.95)``: for each image, the candidate setting whose
+predicted luminance and colour SSIM reach the target (capped at what VTracer's defaults are
+predicted to reach, plus the run's safety margin) at the smallest predicted SVG; or, with
+``max_bytes``, the best predicted quality within that size. ``verify=True`` converts with the
+chosen setting and with the defaults and adds the real figures.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _model_and_config(model_or_run):
+    from ssimjax.train.settings import SettingsRunConfig, load_settings_model
+
+    if isinstance(model_or_run, (str, Path)):
+        import json
+
+        run = Path(model_or_run)
+        margin = SettingsRunConfig.margin
+        cfg_path = run / "settings_config.json"
+        if cfg_path.is_file():
+            margin = float(json.loads(cfg_path.read_text()).get("margin", margin))
+        return load_settings_model(run), margin
+    return model_or_run, SettingsRunConfig.margin
+
+
+def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max_bytes: float | None = None,
+              verify: bool = False, margin: float | None = None, svg_dir: str | Path | None = None) -> dict:
+    """``{key: result}`` for each image (a path, a PIL image or a uint8 array; the key is the path
+    as given, or ``image N``). ``result``: ``params`` (the setting), ``predicted_ssim``,
+    ``predicted_rgb_ssim``, ``predicted_bytes``, ``default_predicted_*``, ``seconds`` (the
+    recommendation's time), and ``ssim``, ``rgb_ssim``, ``bytes``, ``default_ssim``,
+    ``default_rgb_ssim``, ``default_bytes`` (real with ``verify``, else the predictions).
+    ``min_ssim`` defaults to 0.95 unless ``max_bytes`` is given. With ``svg_dir`` the chosen
+    setting's SVG of each image is written there (``verify`` implied). Raises ValueError naming an
+    image that cannot be read."""
+    from ssimjax.data.images import ImageError, as_image
+    from ssimjax.data.vtsettings import conversion_labels, convert, default_setting
+    from ssimjax.models.setting_head import choose_setting
+
+    if min_ssim is not None and max_bytes is not None:
+        raise ValueError("give one of min_ssim and max_bytes")
+    if min_ssim is None and max_bytes is None:
+        min_ssim = 0.95
+    if min_ssim is not None and not 0 < min_ssim <= 1:
+        raise ValueError(f"min_ssim must be in (0, 1] (got {min_ssim})")
+    if max_bytes is not None and max_bytes <= 0:
+        raise ValueError(f"max_bytes must be > 0 (got {max_bytes})")
+    model, run_margin = _model_and_config(model_or_run)
+    margin = run_margin if margin is None else margin
+    candidates = list(model.candidates)
+    d = candidates.index(default_setting())
+    out = {}
+    for i, item in enumerate(images):
+        key = str(item) if isinstance(item, (str, Path)) else f"image {i}"
+        try:
+            img = as_image(item, key)
+        except ImageError as e:
+            raise ValueError(str(e)) from None
+        t = time.perf_counter()
+        pred = model.predict(img)
+        c = choose_setting(pred["ssim"], pred["rgb_ssim"], pred["bytes"], d, min_ssim=min_ssim, max_bytes=max_bytes,
+                           margin=margin if min_ssim is not None else 0.0)
+        seconds = time.perf_counter() - t
+        figures = {"ssim": float(pred["ssim"][c]), "rgb_ssim": float(pred["rgb_ssim"][c]),
+                   "bytes": int(round(float(pred["bytes"][c])))}
+        r = dict(params=dict(candidates[c]), predicted_ssim=figures["ssim"], predicted_rgb_ssim=figures["rgb_ssim"],
+                 predicted_bytes=figures["bytes"], default_predicted_ssim=float(pred["ssim"][d]),
+                 default_predicted_rgb_ssim=float(pred["rgb_ssim"][d]),
+                 default_predicted_bytes=int(round(float(pred["bytes"][d]))), seconds=seconds, verified=False)
+        r.update(figures)
+        r.update(default_ssim=r["default_predicted_ssim"], default_rgb_ssim=r["default_predicted_rgb_ssim"],
+                 default_bytes=r["default_predicted_bytes"])
+        if verify or svg_dir is not None:
+            chosen, _ = conversion_labels(img, candidates[c])
+            default, _ = conversion_labels(img, candidates[d])
+            r.update(ssim=chosen["ssim"], rgb_ssim=chosen["rgb_ssim"], bytes=chosen["svg_bytes"],
+                     default_ssim=default["ssim"], default_rgb_ssim=default["rgb_ssim"],
+                     default_bytes=default["svg_bytes"], verified=True)
+        if svg_dir is not None:
+            from ssimjax.data.images import to_rgb
+            from ssimjax.files import write_text_atomic
+
+            name = Path(key).stem if isinstance(item, (str, Path)) else f"image_{i}"
+            path = Path(svg_dir) / f"{name}.svg"
+            write_text_atomic(path, convert(to_rgb(img), candidates[c]))
+            r["svg"] = str(path)
+        out[key] = r
+    return out
+
+
+def describe(key: str, r: dict) -> str:
+    """One line for a recommendation, as ``ssimjax recommend`` prints it."""
+    changed = {k: v for k, v in r["params"].items() if v != _defaults()[k]}
+    what = ", ".join(f"{k}={v}" for k, v in changed.items()) or "VTracer's defaults"
+    tag = "real" if r["verified"] else "predicted"
+    ratio = r["bytes"] / max(r["default_bytes"], 1)
+    line = (f"{key}: {what}; {tag}: SSIM {r['ssim']:.4f}, colour SSIM {r['rgb_ssim']:.4f}, {r['bytes']} bytes "
+            f"(x{ratio:.2f} of the defaults' {r['default_bytes']}; defaults' SSIM {r['default_ssim']:.4f}, colour "
+            f"{r['default_rgb_ssim']:.4f})")
+    if r["verified"]:
+        line += f"; predicted SSIM {r['predicted_ssim']:.4f}, {r['predicted_bytes']} bytes"
+    return line + (f"; wrote {r['svg']}" if "svg" in r else "")
+
+
+def _defaults() -> dict:
+    from ssimjax.data.vtsettings import default_setting
+
+    return default_setting()
+
+
+def summary_line(results: dict) -> str:
+    """The bytes saved over every image, and the share that meets its target (verified only)."""
+    ratios = [r["bytes"] / max(r["default_bytes"], 1) for r in results.values()]
+    return f"{len(results)} images: median size x{np.median(ratios):.3f} of the defaults'"
