@@ -11,9 +11,11 @@ from .convert import (
 from .export import ExportError, build_checkpoint, export_run, torch_config
 from .model import QualityPredictionModel
 from .pretrained import PretrainedError, backbone_from_torchvision, load_torchvision_state_dict
+from .recommender import SettingRecommender, export_settings_run, settings_state_dict
 
 __all__ = [
-    "ConversionError", "ExportError", "PretrainedError", "QualityPredictionModel", "backbone_flax_to_torchvision",
+    "ConversionError", "ExportError", "PretrainedError", "QualityPredictionModel", "SettingRecommender",
+    "backbone_flax_to_torchvision",
     "backbone_from_torchvision", "build_checkpoint", "export_run", "flax_to_torch", "load_torchvision_state_dict",
-    "torch_config", "torch_to_flax", "torchvision_to_backbone",
+    "export_settings_run", "settings_state_dict", "torch_config", "torch_to_flax", "torchvision_to_backbone",
 ]

@@ -81,7 +81,7 @@ class MapNet(nn.Module):
     convolutions without padding over the edge-extended image, one predicted SSIM per cell,
     averaged as the real map is. Its score is the last of the MLP's statistics."""
 
-    def __init__(self, channels: int, dilations, cell: int):
+    def __init__(self, channels: int, dilations, cell: int, with_head: bool = True):
         super().__init__()
         self.dilations, self.cell = [int(d) for d in dilations], int(cell)
         self.convs = nn.ModuleList()
@@ -89,21 +89,26 @@ class MapNet(nn.Module):
         for d in self.dilations:
             self.convs.append(nn.Conv2d(cin, channels, 3, dilation=d))
             cin = channels
-        self.head = nn.Linear(cin, 1)
+        if with_head:  # the settings recommender reads the hidden cells through its own per-setting head
+            self.head = nn.Linear(cin, 1)
 
     def cells(self, rgb: np.ndarray) -> torch.Tensor:
         """Predicted SSIM per cell (ceil(H/cell), ceil(W/cell)) of a uint8 RGB image (H, W, 3)."""
+        return self.head(self.hidden(rgb))[..., 0]
+
+    def hidden(self, rgb: np.ndarray) -> torch.Tensor:
+        """The last hidden activations per cell (ceil(H/cell), ceil(W/cell), channels) of a uint8 RGB image."""
         c, m = self.cell, self.cell * sum(self.dilations)
         h, w = rgb.shape[:2]
         hc, wc = -(-h // c), -(-w // c)
-        param = self.head.weight
+        param = self.convs[0].weight
         x = (torch.from_numpy(np.array(rgb, np.uint8)).to(param.device).float() / 255.0).permute(2, 0, 1)[None]
         x = nn.functional.pad(x, (m, m + wc * c - w, m, m + hc * c - h), mode="replicate")
         _, _, hp, wp = x.shape
         x = x.reshape(1, 3, hp // c, c, wp // c, c).permute(0, 3, 5, 1, 2, 4).reshape(1, 3 * c * c, hp // c, wp // c)
         for conv in self.convs:
             x = torch.relu(conv(x))
-        return self.head(x[0].permute(1, 2, 0))[..., 0]
+        return x[0].permute(1, 2, 0)
 
     @torch.no_grad()
     def score(self, images) -> np.ndarray:

@@ -57,8 +57,19 @@ def write_torch_model(out, config) -> None:
 
 
 def main(argv=None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--vtracer-parameters" in argv:
+        from ssimjax.cli.train_settings import main as train_settings
+
+        return train_settings(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ssimjax.cli.train_settings import given_settings_flags
+
+    if given_settings_flags(args):
+        parser.error(f"{given_settings_flags(args)[0]} applies to --vtracer-parameters runs only")
     _cli.setup_logging()
     _cli.enable_compilation_cache(args.cache_dir)
     if args.distributed:

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(p.add_argument_group("model"))
     _map_flags(p.add_argument_group("SSIM-map network"))
     _output_flags(p.add_argument_group("outputs"))
+    from ssimjax.cli.train_settings import add_settings_flags
+
+    add_settings_flags(p.add_argument_group("choosing VTracer's parameters (--vtracer-parameters)"))
     return p
 
 
