@@ -162,9 +162,14 @@ def test_the_choice_meets_the_target_capped_at_the_defaults_at_the_smallest_size
 
 
 def test_the_conditioned_map_network_reads_the_image_once_and_scores_each_setting_from_its_cells():
-    from ssimjax.bench.settings_probe import conditioned_scores
     from ssimjax.models.mapnet import MapNet, crop, score_from_cells
-    from ssimjax.models.setting_head import cells_for_setting, encode_settings, init_conditioned_map_net, trunk_apply
+    from ssimjax.models.setting_head import (
+        cells_for_setting,
+        conditioned_scores,
+        encode_settings,
+        init_conditioned_map_net,
+        trunk_apply,
+    )
 
     spec = MapNet()
     params = init_conditioned_map_net(spec, seed=0)
