@@ -57,7 +57,7 @@ def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max
     margin = run_margin if margin is None else margin
     candidates = list(model.candidates)
     d = candidates.index(default_setting())
-    out = {}
+    out, written = {}, set()
     for i, item in enumerate(images):
         key = str(item) if isinstance(item, (str, Path)) else f"image {i}"
         try:
@@ -89,7 +89,11 @@ def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max
             from ssimjax.files import write_text_atomic
 
             name = Path(key).stem if isinstance(item, (str, Path)) else f"image_{i}"
+            if name in written:  # two images of one name (in different folders) keep both SVGs
+                name = f"{name}_{i}"
+            written.add(name)
             path = Path(svg_dir) / f"{name}.svg"
+            path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, convert(to_rgb(img), candidates[c]))
             r["svg"] = str(path)
         out[key] = r
