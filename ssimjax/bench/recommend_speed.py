@@ -1,0 +1,90 @@
+"""A recommendation against converting every candidate setting, at one size (issue 25's speed goal).
+
+python -m ssimjax.bench.recommend_speed --checkpoint RUN [--size 512] [--count 10] [IMAGE...]
+
+Each image (default: ``--count`` held-out report logos of the run's settings sets) is resized so
+its long side is ``--size`` px. Per image, in one process on this machine: the recommendation
+(decode, statistics, the map trunk once, every candidate scored, the choice), median of 3 after a
+warm-up; converting it with every candidate setting by VTracer alone (what finding the best by
+conversion costs at the least), and with rendering and SSIM too (what it costs to know which is
+best). Prints the medians over images and their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def _resized(paths, size: int, folder: Path) -> list[Path]:
+    from ssimjax.data.images import open_image, read_file, to_rgb
+
+    out = []
+    for i, p in enumerate(paths):
+        img = to_rgb(open_image(read_file(p)[0]))
+        scale = size / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.LANCZOS)
+        dst = folder / f"{i:03d}.png"
+        img.save(dst)
+        out.append(dst)
+    return out
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="a settings run folder")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("--size", type=int, default=512, help="long side in pixels (default 512)")
+    p.add_argument("--count", type=int, default=10, help="report logos when no IMAGE is given (default 10)")
+    p.add_argument("--cache-dir")
+    args = p.parse_args(argv)
+    from ssimjax.data.images import open_image, read_file
+    from ssimjax.data.vtsettings import conversion_labels, convert
+    from ssimjax.evaluate.recommend import recommend
+    from ssimjax.train.settings import SettingsRunConfig, held_out_rows, load_settings_model
+
+    run = Path(args.checkpoint)
+    model = load_settings_model(run)
+    paths = args.images
+    if not paths:
+        cfg = json.loads((run / "settings_config.json").read_text())
+        rows = held_out_rows(SettingsRunConfig(held_out_count=cfg["held_out_count"],
+                                               candidates=tuple(cfg["candidates"])), "report", args.cache_dir)
+        paths = list(dict.fromkeys(rows["image"]))[:args.count]
+    rec, conv, full = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        files = _resized(paths, args.size, Path(tmp))
+        recommend(model, [str(files[0])])  # compiles the trunk and the per-setting layers once
+        for f in files:
+            rec.append(_median_time(lambda: recommend(model, [str(f)]), 3))
+            img = open_image(read_file(f)[0]).convert("RGB")
+            conv.append(_median_time(lambda: [convert(img, s) for s in model.candidates], 1))
+            full.append(_median_time(lambda: [conversion_labels(img, s) for s in model.candidates], 1))
+            print(f"{paths[files.index(f)]}: recommendation {rec[-1]:.3f} s, converting {len(model.candidates)} "
+                  f"settings {conv[-1]:.2f} s (with rendering and SSIM {full[-1]:.2f} s)", flush=True)
+    r, c, f_ = np.median(rec), np.median(conv), np.median(full)
+    print(f"at {args.size} px over {len(files)} images ({len(model.candidates)} candidate settings): recommendation "
+          f"median {r:.3f} s; converting every setting median {c:.2f} s ({c / r:.1f}x the recommendation), with "
+          f"rendering and SSIM {f_:.2f} s ({f_ / r:.1f}x); per-image ratios (conversion only) "
+          f"{np.min(np.asarray(conv) / rec):.1f}-{np.max(np.asarray(conv) / rec):.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
