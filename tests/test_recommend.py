@@ -125,27 +125,37 @@ def test_recommend_chooses_verifies_and_agrees_with_the_python_function(settings
     assert text.returncode == 0 and text.stdout.startswith(f"{images[0]}: ") and "predicted: SSIM" in text.stdout
 
 
-def test_bad_input_is_one_line_naming_what_is_wrong(settings_run, tmp_path):
-    env, run = settings_run["env"], settings_run["run"]
-    r = _recommend(env, "--checkpoint", run, tmp_path / "missing.png")
-    assert r.returncode == 1 and r.stderr.strip() == f"error: {tmp_path / 'missing.png'}: cannot read file " \
-                                                      "(No such file or directory)"
+def _error(main, argv, capsys) -> tuple[int, str]:
+    """A command run in this process: its exit code and the last line it wrote to stderr."""
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    return e.value.code, capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_bad_input_is_one_line_naming_what_is_wrong(settings_run, tmp_path, capsys):
+    from ssimjax.cli.recommend import main as recommend_main
+    from ssimjax.cli.train import main as train_main
+
+    run = settings_run["run"]
+    missing = tmp_path / "missing.png"
+    assert _error(recommend_main, ["--checkpoint", run, missing], capsys) == \
+        (1, f"error: {missing}: cannot read file (No such file or directory)")
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    r = _recommend(env, "--checkpoint", run, tmp_path / "broken.png")
-    assert r.returncode == 1 and r.stderr.startswith(f"error: {tmp_path / 'broken.png'}: cannot read image")
-    r = _recommend(env, "--checkpoint", tmp_path, tmp_path / "broken.png")
-    assert r.returncode == 1 and "not a finished settings run; settings_model.json is missing" in r.stderr
-    r = _recommend(env, "--checkpoint", run, "--min-ssim", "2", tmp_path / "broken.png")
-    assert r.returncode == 2 and "--min-ssim: must be in (0, 1]" in r.stderr
-    r = _train(env, tmp_path / "x", "--epochs", "3")
-    assert r.returncode == 2 and "--epochs applies to the SSIM predictor's runs" in r.stderr.splitlines()[-1]
+    code, line = _error(recommend_main, ["--checkpoint", run, tmp_path / "broken.png"], capsys)
+    assert code == 1 and line.startswith(f"error: {tmp_path / 'broken.png'}: cannot read image")
+    code, line = _error(recommend_main, ["--checkpoint", tmp_path, tmp_path / "broken.png"], capsys)
+    assert code == 1 and "not a finished settings run; settings_model.json is missing" in line
+    code, line = _error(recommend_main, ["--checkpoint", run, "--min-ssim", "2", tmp_path / "broken.png"], capsys)
+    assert code == 2 and "--min-ssim: must be in (0, 1]" in line
+    flags = ["--vtracer-parameters", "--out", tmp_path / "x"]
+    code, line = _error(train_main, flags + ["--epochs", "3"], capsys)
+    assert code == 2 and "--epochs applies to the SSIM predictor's runs" in line
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"filter_speckle": 4}, {"mode": "curvy"}]))
-    r = _train(env, tmp_path / "x", "--candidates", bad)
-    assert r.returncode == 2 and "setting 1: VTracer parameter mode: must be one of" in r.stderr.splitlines()[-1]
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--settings-k", "3"], capture_output=True,
-                       text=True, env=env)
-    assert r.returncode == 2 and "--settings-k applies to --vtracer-parameters runs only" in r.stderr
+    code, line = _error(train_main, flags + ["--candidates", bad], capsys)
+    assert code == 2 and "setting 1: VTracer parameter mode: must be one of" in line
+    code, line = _error(train_main, ["--settings-k", "3"], capsys)
+    assert code == 2 and "--settings-k applies to --vtracer-parameters runs only" in line
     # A damaged row of a settings set is named with its file and row.
     from ssimjax.data.vtsettings import read_settings_rows
 
