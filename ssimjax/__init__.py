@@ -18,7 +18,10 @@ The public API, by stage (everything else is reachable through the packages name
   :func:`advance_learning_rate`; the loop :func:`fit`; a whole run :func:`train_run`;
 - evaluation (``ssimjax.evaluate``): :func:`quality_metrics`, :func:`comprehensive_metrics`,
   :func:`regression_metrics`, :func:`ranking_accuracy`, :func:`cross_validate`, a run loaded back
-  (:func:`load_run`, :func:`predict_files`) and its report (:func:`write_report`).
+  (:func:`load_run`, :func:`predict_files`) and its report (:func:`write_report`);
+- choosing VTracer's parameters per logo: :class:`SettingsRunConfig`, :func:`train_settings_run`
+  (``ssimjax train --vtracer-parameters``), :func:`load_settings_model` (a
+  :class:`SettingsModel`), :func:`recommend`, :func:`evaluate_settings_model`.
 
 ``import ssimjax`` never imports PyTorch: only ``bridge`` does.
 """
@@ -28,7 +31,9 @@ from ssimjax.data.labelling import conversion_ssim, conversion_ssim_map
 from ssimjax.evaluate.cross_validation import cross_validate
 from ssimjax.evaluate.metrics import comprehensive_metrics, quality_metrics, ranking_accuracy, regression_metrics
 from ssimjax.evaluate.predict import load_run, predict_files
+from ssimjax.evaluate.recommend import recommend
 from ssimjax.evaluate.report import write_report
+from ssimjax.evaluate.settings_eval import evaluate_settings_model
 from ssimjax.features.inputs import build_inputs
 from ssimjax.features.stats import image_statistics
 from ssimjax.models.init import init_variables
@@ -44,6 +49,7 @@ from ssimjax.models.quality import (
     split_backbone,
 )
 from ssimjax.models.resnet import ResNet
+from ssimjax.models.setting_head import SettingsModel
 from ssimjax.train.fit import fit
 from ssimjax.train.losses import (
     LossSpec,
@@ -59,6 +65,7 @@ from ssimjax.train.losses import (
 from ssimjax.train.mapnet import train_map_net
 from ssimjax.train.optim import advance_learning_rate, make_optimizer
 from ssimjax.train.run import train_run
+from ssimjax.train.settings import SettingsRunConfig, load_settings_model, train_settings_run
 from ssimjax.train.state import Trainer, TrainState, create_train_state
 from ssimjax.train.steps import epoch_batches, eval_step, extract_features, train_epoch, train_step
 
@@ -81,4 +88,7 @@ __all__ = [
     # evaluation
     "comprehensive_metrics", "cross_validate", "load_run", "predict_files", "quality_metrics", "ranking_accuracy",
     "regression_metrics", "write_report",
+    # choosing VTracer's parameters per logo
+    "SettingsModel", "SettingsRunConfig", "evaluate_settings_model", "load_settings_model", "recommend",
+    "train_settings_run",
 ]

@@ -34,6 +34,9 @@ WHERE = {
     "regression_metrics": "ssimjax.evaluate.metrics", "ranking_accuracy": "ssimjax.evaluate.metrics",
     "cross_validate": "ssimjax.evaluate.cross_validation", "load_run": "ssimjax.evaluate.predict",
     "predict_files": "ssimjax.evaluate.predict", "write_report": "ssimjax.evaluate.report",
+    "SettingsModel": "ssimjax.models.setting_head", "SettingsRunConfig": "ssimjax.train.settings",
+    "train_settings_run": "ssimjax.train.settings", "load_settings_model": "ssimjax.train.settings",
+    "recommend": "ssimjax.evaluate.recommend", "evaluate_settings_model": "ssimjax.evaluate.settings_eval",
 }
 
 
