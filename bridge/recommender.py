@@ -47,6 +47,10 @@ class SettingRecommender(nn.Module):
         self.register_buffer("y_mean", torch.zeros(len(TARGETS)))
         self.register_buffer("y_std", torch.ones(len(TARGETS)))
         self.candidates = [dict(c) for c in config["candidates"]]
+        self.prior_logos = int(config.get("prior_logos", 0))
+        if self.prior_logos:  # the neighbour prior: training logos' standardised statistics and SSIM curves
+            self.register_buffer("prior_stats", torch.zeros(self.prior_logos, n_stats))
+            self.register_buffer("prior_curves", torch.zeros(self.prior_logos, len(self.candidates)))
         self.register_buffer("candidates_encoded", torch.from_numpy(encode_settings(self.candidates)),
                              persistent=False)
 
@@ -63,7 +67,8 @@ class SettingRecommender(nn.Module):
         enc = self.candidates_encoded if settings is None else torch.from_numpy(encode_settings(settings))
         enc = enc.to(device)
         stats = torch.from_numpy(image_statistics(pil)).to(device)[None]
-        emb = self.image_mlp(self.input_norm(stats))
+        z = self.input_norm(stats)
+        emb = self.image_mlp(z)
         head = self.setting_mlp(torch.cat([emb.expand(len(enc), -1), enc], 1)) * self.y_std + self.y_mean
         rgb = rgb_pixels(pil)
         hidden = self.map_trunk.hidden(rgb)  # (hc, wc, C), once
@@ -76,9 +81,29 @@ class SettingRecommender(nn.Module):
             cells = self.cell_head(h)[..., 0]
             ssim.append((cells * weight).sum((1, 2)) / weight.sum().clamp(min=1.0))
         ssim = torch.cat(ssim)
+        curve = self._neighbour_curve(z[0], settings)
+        if curve is not None:
+            w = float(self.config["prior_weight"])
+            ssim = ssim.mean() + (1 - w) * (ssim - ssim.mean()) + w * curve
         rgb_ssim = torch.clamp(head[:, 1] + (ssim - head[:, 0]), max=1.0)
         return {"ssim": ssim.cpu().numpy(), "rgb_ssim": rgb_ssim.cpu().numpy(),
                 "bytes": torch.exp(head[:, 2]).cpu().numpy()}
+
+    def _neighbour_curve(self, z: torch.Tensor, settings) -> torch.Tensor | None:
+        """The mean centred SSIM curve of the nearest training logos over the settings scored (all
+        candidates); None without a prior or for a setting that is not a candidate."""
+        if not self.prior_logos or not float(self.config.get("prior_weight", 0)):
+            return None
+        from ssimjax.data.vtsettings import setting_key
+
+        column = {setting_key(c): i for i, c in enumerate(self.candidates)}
+        keys = [setting_key(s) for s in (self.candidates if settings is None else settings)]
+        if any(k not in column for k in keys):
+            return None
+        d = ((self.prior_stats - z) ** 2).sum(1)
+        near = torch.argsort(d, stable=True)[:int(self.config["neighbours"])]
+        curve = self.prior_curves[near][:, [column[k] for k in keys]].mean(0)
+        return curve - curve.mean()
 
     def recommend(self, image, min_ssim: float | None = 0.95, max_bytes: float | None = None) -> tuple[dict, dict]:
         """``(params, predicted)``: the candidate setting to convert with (as ``ssimjax recommend``
@@ -124,6 +149,9 @@ def settings_state_dict(model) -> dict:
     for key, value in (("input_norm.mean", model.stats_mean), ("input_norm.std", model.stats_std),
                        ("y_mean", model.y_mean), ("y_std", model.y_std)):
         sd[key] = torch.from_numpy(np.asarray(value, np.float32).copy())
+    if model.prior_stats is not None:
+        sd["prior_stats"] = torch.from_numpy(np.asarray(model.prior_stats, np.float32).copy())
+        sd["prior_curves"] = torch.from_numpy(np.asarray(model.prior_curves, np.float32).copy())
     return sd
 
 
@@ -143,7 +171,8 @@ def export_settings_run(run_dir: str | Path, out: str | Path) -> Path:
                   n_stats=int(len(model.stats_mean)), embed=int(np.shape(image_layers[1]["w"])[1]),
                   hidden=int(np.shape(image_layers[0]["w"])[1]), candidates=[dict(c) for c in model.candidates],
                   margin=float(run_cfg.get("margin", 0.0)), min_ssim=float(run_cfg.get("min_ssim", 0.95)),
-                  stats_version=STATS_VERSION)
+                  stats_version=STATS_VERSION, neighbours=int(model.neighbours), prior_weight=float(model.prior_weight),
+                  prior_logos=0 if model.prior_stats is None else int(len(model.prior_stats)))
     checkpoint = {"kind": KIND, "config": config, "model_state_dict": settings_state_dict(model)}
     SettingRecommender(config).load_state_dict(checkpoint["model_state_dict"], strict=True)  # what deployment loads
     out = Path(out)

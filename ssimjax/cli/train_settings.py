@@ -20,6 +20,10 @@ SETTINGS_FLAGS = {
     "--cond-map-steps": ("cond_steps", int, "training steps of the map network conditioned on the setting "
                          "(default 4000)"),
     "--head-epochs": ("head_epochs", int, "epochs of the head predicting colour SSIM and size (default 300)"),
+    "--neighbours": ("neighbours", int, "training logos (of --settings-grid-count) whose SSIM across the candidates "
+                     "the neighbour prior averages (default 20)"),
+    "--prior-weight": ("prior_weight", float, "how much the neighbours' curve, rather than the map network, says "
+                       "how the candidates differ for an image (default 1; 0: the map network alone)"),
     "--min-ssim": ("min_ssim", float, "the target the report's recommendations meet (default 0.95)"),
     "--margin": ("margin", float, "safety margin on the predicted SSIM when choosing (default 0.005)"),
     "--candidates": ("candidates", str, "a JSON file listing the settings to choose among (objects of VTracer "

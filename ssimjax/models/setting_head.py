@@ -207,7 +207,13 @@ class SettingsModel:
     ``predict`` reads an image once and scores every setting: ``ssim`` from the map network;
     ``rgb_ssim`` as the head's colour SSIM moved by how far the map network's SSIM is from the
     head's (colour and luminance SSIM move together across one logo's settings, and the map network
-    sees where in the image they change); ``bytes`` from the head."""
+    sees where in the image they change); ``bytes`` from the head.
+
+    With a neighbour prior (``prior_stats``, ``prior_curves``: training logos converted with every
+    candidate, their standardised statistics and their SSIM across the candidates centred on its
+    mean), how the candidates differ for this image is, with weight ``prior_weight``, the mean
+    curve of its ``neighbours`` nearest training logos by statistics rather than the map
+    network's; the map network keeps the level (the mean over the settings scored)."""
 
     spec: object
     head: dict
@@ -217,10 +223,33 @@ class SettingsModel:
     y_mean: np.ndarray
     y_std: np.ndarray
     candidates: tuple
+    prior_stats: np.ndarray | None = None
+    prior_curves: np.ndarray | None = None
+    neighbours: int = 20
+    prior_weight: float = 0.0
+
+    def standardised(self, stats: np.ndarray) -> np.ndarray:
+        return np.clip((np.asarray(stats, np.float32) - self.stats_mean) / self.stats_std, -5, 5).astype(np.float32)
+
+    def neighbour_curve(self, stats: np.ndarray, settings: Sequence[dict]) -> np.ndarray | None:
+        """The mean centred SSIM curve over ``settings`` of the image's nearest training logos (by
+        standardised statistics); None without a prior or for a setting that is not a candidate."""
+        if self.prior_stats is None or not self.prior_weight:
+            return None
+        from ssimjax.data.vtsettings import setting_key
+
+        column = {setting_key(c): i for i, c in enumerate(self.candidates)}
+        keys = [setting_key(s) for s in settings]
+        if any(k not in column for k in keys):
+            return None
+        d = ((self.prior_stats - self.standardised(stats)) ** 2).sum(1)
+        near = np.argsort(d, kind="stable")[:self.neighbours]
+        curve = self.prior_curves[near][:, [column[k] for k in keys]].mean(0)
+        return (curve - curve.mean()).astype(np.float32)
 
     def head_predictions(self, stats: np.ndarray, encoded: np.ndarray) -> np.ndarray:
         """(K, len(TARGETS)) of the head for one image's statistics and K encoded settings."""
-        z = np.clip((np.asarray(stats, np.float32) - self.stats_mean) / self.stats_std, -5, 5).astype(np.float32)
+        z = self.standardised(stats)
         z = np.broadcast_to(z, (len(encoded), z.shape[-1]))
         return np.asarray(_head_forward(self.head, z, encoded)) * self.y_std + self.y_mean
 
@@ -231,8 +260,14 @@ class SettingsModel:
         from ssimjax.features.stats import image_statistics
 
         pil = as_image(img)
-        encoded = encode_settings(self.candidates if settings is None else settings)
-        head = self.head_predictions(image_statistics(pil), encoded)
+        settings = self.candidates if settings is None else settings
+        encoded = encode_settings(settings)
+        stats = image_statistics(pil)
+        head = self.head_predictions(stats, encoded)
         ssim = conditioned_scores(self.cond, self.spec, rgb_pixels(pil), encoded)
+        curve = self.neighbour_curve(stats, settings)
+        if curve is not None:
+            w = np.float32(self.prior_weight)
+            ssim = (ssim.mean() + (1 - w) * (ssim - ssim.mean()) + w * curve).astype(np.float32)
         return {"ssim": ssim, "rgb_ssim": np.minimum(head[:, 1] + (ssim - head[:, 0]), 1.0).astype(np.float32),
                 "bytes": np.exp(head[:, 2]).astype(np.float32)}

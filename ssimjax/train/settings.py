@@ -69,6 +69,8 @@ class SettingsRunConfig:
     seed: int = 0
     min_ssim: float = 0.95    # the target a recommendation meets by default
     margin: float = 0.005     # added to the target on the predicted SSIM (a safety margin)
+    neighbours: int = 20      # training logos (of the grid_count converted with every candidate) a prior reads
+    prior_weight: float = 1.0  # how much the neighbours' curve, not the map network, says how the settings differ
     candidates: tuple = field(default_factory=lambda: tuple(issue_grid()))
 
     def __post_init__(self):
@@ -77,6 +79,9 @@ class SettingsRunConfig:
                 raise ValueError(f"{name}: must be >= 1 (got {getattr(self, name)})")
         if self.grid_count < 0:
             raise ValueError(f"grid_count: must be >= 0 (got {self.grid_count})")
+        if self.neighbours < 1 or not 0 <= self.prior_weight <= 1:
+            raise ValueError(f"neighbours must be >= 1 and prior_weight in [0, 1] (got {self.neighbours}, "
+                             f"{self.prior_weight})")
         if not 0 < self.min_ssim <= 1:
             raise ValueError(f"min_ssim: must be in (0, 1] (got {self.min_ssim})")
         cands = [check_setting(c) for c in self.candidates]
@@ -238,6 +243,25 @@ def map_targets(rows: dict, cache_dir, spec: MapNet, log=None) -> tuple[list, li
     return pixels, targets, weights, encs
 
 
+def neighbour_prior(rows: dict, stats_of: dict, candidates: Sequence[dict]) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(statistics, curves)`` of the training logos converted with every candidate: each one's
+    statistics (raw) and its real SSIM across the candidates (in their order) centred on its mean;
+    None when no logo was."""
+    column = {setting_key(c): i for i, c in enumerate(candidates)}
+    stats, curves = [], []
+    for image in dict.fromkeys(rows["image"]):
+        idx = np.flatnonzero(rows["image"] == image)
+        curve = np.full(len(candidates), np.nan, np.float32)
+        for j in idx:
+            k = column.get(setting_key(rows["setting"][j]))
+            if k is not None:
+                curve[k] = rows["ssim"][j]
+        if np.isfinite(curve).all():
+            stats.append(stats_of[image])
+            curves.append(curve - curve.mean())
+    return (np.stack(stats).astype(np.float32), np.stack(curves)) if stats else None
+
+
 # -- data ------------------------------------------------------------------------------------------
 
 
@@ -294,9 +318,13 @@ def image_table(paths: Sequence[str], cache_dir) -> dict:
 
 
 def _model_tree(model: SettingsModel) -> dict:
-    return {"head": model.head, "cond": model.cond,
+    tree = {"head": model.head, "cond": model.cond,
             "norm": {k: np.asarray(getattr(model, k), np.float32) for k in ("stats_mean", "stats_std", "y_mean",
                                                                              "y_std")}}
+    if model.prior_stats is not None:
+        tree["prior"] = {"stats": np.asarray(model.prior_stats, np.float32),
+                         "curves": np.asarray(model.prior_curves, np.float32)}
+    return tree
 
 
 def save_settings_model(out: str | Path, model: SettingsModel) -> Path:
@@ -311,7 +339,8 @@ def save_settings_model(out: str | Path, model: SettingsModel) -> Path:
     write_text_atomic(out / f"{SETTINGS_MODEL}.json", json.dumps(dict(
         kind="vtracer-settings", targets=list(TARGETS), encoding=list(ENCODING), n_stats=int(len(model.stats_mean)),
         map_net=dict(channels=spec.channels, dilations=list(spec.dilations), cell=spec.cell),
-        candidates=[dict(c) for c in model.candidates]), indent=2) + "\n")
+        candidates=[dict(c) for c in model.candidates], neighbours=model.neighbours, prior_weight=model.prior_weight,
+        prior_logos=0 if model.prior_stats is None else int(len(model.prior_stats))), indent=2) + "\n")
     return path
 
 
@@ -334,11 +363,15 @@ def load_settings_model(run_dir: str | Path) -> SettingsModel:
                       cell=meta["map_net"]["cell"])
         n_stats = int(meta["n_stats"])
         candidates = tuple(check_setting(c) for c in meta["candidates"])
+        prior_logos = int(meta.get("prior_logos", 0))
     except (ValueError, KeyError, TypeError) as e:
         raise SettingsRunError(f"{meta_path}: unreadable ({type(e).__name__}: {e})") from None
     template = {"head": init_setting_model(n_stats), "cond": init_conditioned_map_net(spec),
                 "norm": {"stats_mean": np.zeros(n_stats, np.float32), "stats_std": np.zeros(n_stats, np.float32),
                          "y_mean": np.zeros(len(TARGETS), np.float32), "y_std": np.zeros(len(TARGETS), np.float32)}}
+    if prior_logos:
+        template["prior"] = {"stats": np.zeros((prior_logos, n_stats), np.float32),
+                             "curves": np.zeros((prior_logos, len(candidates)), np.float32)}
     try:
         with ocp.StandardCheckpointer() as ckptr:
             tree = ckptr.restore(run_dir / SETTINGS_MODEL, _abstract(template))
@@ -346,7 +379,11 @@ def load_settings_model(run_dir: str | Path) -> SettingsModel:
         raise SettingsRunError(f"{run_dir / SETTINGS_MODEL}: cannot be read ({type(e).__name__}: "
                                f"{str(e).splitlines()[0][:160]})") from None
     norm = {k: np.asarray(v, np.float32) for k, v in tree["norm"].items()}
-    return SettingsModel(spec, tree["head"], tree["cond"], candidates=candidates, **norm)
+    prior = {}
+    if prior_logos:
+        prior = dict(prior_stats=np.asarray(tree["prior"]["stats"]), prior_curves=np.asarray(tree["prior"]["curves"]),
+                     neighbours=int(meta["neighbours"]), prior_weight=float(meta["prior_weight"]))
+    return SettingsModel(spec, tree["head"], tree["cond"], candidates=candidates, **norm, **prior)
 
 
 def _save_head(out: Path, tree: dict) -> None:
@@ -428,8 +465,15 @@ def fit_settings_model(out: Path | None, cfg: SettingsRunConfig, cache_dir, trai
     if log:
         log(f"conditioned map network trained on {len(pixels)} logos ({sum(len(t_) for t_ in targets)} conversions) "
             f"in {time.perf_counter() - t:.0f}s")
+    prior = neighbour_prior(train, stats_of, cfg.candidates) if cfg.prior_weight else None
+    if prior is not None:  # kept standardised, as the image's statistics are compared with them
+        prior = (np.clip((prior[0] - mean) / std, -5, 5).astype(np.float32), prior[1].astype(np.float32))
     model = SettingsModel(spec, jax.device_get(head), jax.device_get(cond), mean.astype(np.float32),
-                          std.astype(np.float32), y_mean.astype(np.float32), y_std.astype(np.float32), cfg.candidates)
+                          std.astype(np.float32), y_mean.astype(np.float32), y_std.astype(np.float32), cfg.candidates,
+                          *(prior if prior is not None else (None, None)), neighbours=cfg.neighbours,
+                          prior_weight=cfg.prior_weight if prior is not None else 0.0)
+    if log and prior is not None:
+        log(f"neighbour prior: {len(prior[0])} training logos converted with every candidate")
     if out is not None:
         save_settings_model(out, model)
         ckpt.remove()
