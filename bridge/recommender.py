@@ -71,23 +71,35 @@ class SettingRecommender(nn.Module):
         emb = self.image_mlp(z)
         head = self.setting_mlp(torch.cat([emb.expand(len(enc), -1), enc], 1)) * self.y_std + self.y_mean
         rgb = rgb_pixels(pil)
+        curve = self._neighbour_curve(z[0], settings)
+        anchor = self._anchor_index(settings) if curve is not None else None
         hidden = self.map_trunk.hidden(rgb)  # (hc, wc, C), once
         c = hidden.shape[-1]
         weight = torch.from_numpy(cell_weights(*rgb.shape[:2], self.map_trunk.cell)).to(device)
         ssim = []
-        for part in enc.split(8):  # a few settings at a time: (K, hc, wc, C) of a large image is large
+        scored = enc[anchor:anchor + 1] if anchor is not None else enc
+        for part in scored.split(8):  # a few settings at a time: (K, hc, wc, C) of a large image is large
             film = self.film(part)
             h = torch.relu(hidden[None] * (1.0 + film[:, None, None, :c]) + film[:, None, None, c:])
             cells = self.cell_head(h)[..., 0]
             ssim.append((cells * weight).sum((1, 2)) / weight.sum().clamp(min=1.0))
         ssim = torch.cat(ssim)
-        curve = self._neighbour_curve(z[0], settings)
-        if curve is not None:
+        if anchor is not None:  # the map network scores the defaults only; the neighbours, the rest
+            ssim = ssim[0] + curve - curve[anchor]
+        elif curve is not None:
             w = float(self.config["prior_weight"])
             ssim = ssim.mean() + (1 - w) * (ssim - ssim.mean()) + w * curve
         rgb_ssim = torch.clamp(head[:, 1] + (ssim - head[:, 0]), max=1.0)
         return {"ssim": ssim.cpu().numpy(), "rgb_ssim": rgb_ssim.cpu().numpy(),
                 "bytes": torch.exp(head[:, 2]).cpu().numpy()}
+
+    def _anchor_index(self, settings) -> int | None:
+        from ssimjax.data.vtsettings import default_setting
+
+        if float(self.config.get("prior_weight", 0)) != 1 or self.config.get("prior_anchor", "mean") != "defaults":
+            return None
+        settings = [dict(s) for s in (self.candidates if settings is None else settings)]
+        return settings.index(default_setting()) if default_setting() in settings else None
 
     def _neighbour_curve(self, z: torch.Tensor, settings) -> torch.Tensor | None:
         """The mean centred SSIM curve of the nearest training logos over the settings scored (all
@@ -172,6 +184,7 @@ def export_settings_run(run_dir: str | Path, out: str | Path) -> Path:
                   hidden=int(np.shape(image_layers[0]["w"])[1]), candidates=[dict(c) for c in model.candidates],
                   margin=float(run_cfg.get("margin", 0.0)), min_ssim=float(run_cfg.get("min_ssim", 0.95)),
                   stats_version=STATS_VERSION, neighbours=int(model.neighbours), prior_weight=float(model.prior_weight),
+                  prior_anchor=model.prior_anchor,
                   prior_logos=0 if model.prior_stats is None else int(len(model.prior_stats)))
     checkpoint = {"kind": KIND, "config": config, "model_state_dict": settings_state_dict(model)}
     SettingRecommender(config).load_state_dict(checkpoint["model_state_dict"], strict=True)  # what deployment loads

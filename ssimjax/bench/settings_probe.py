@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--neighbours", type=int, default=d.neighbours)
     p.add_argument("--prior-weight", type=float, default=d.prior_weight,
                    help=f"weight of the neighbour prior on how the settings differ (default {d.prior_weight}; 0: off)")
+    p.add_argument("--prior-anchor", default=d.prior_anchor, choices=("defaults", "mean"))
     p.add_argument("--min-ssim", type=float, default=d.min_ssim)
     p.add_argument("--margins", default="0,0.005,0.01", help="safety margins on the predicted SSIM to try")
     p.add_argument("--cache-dir", help="default $SSIMJAX_CACHE_DIR or ~/.cache/ssimjax")
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
         cfg = SettingsRunConfig(count=args.count, k=args.k, grid_count=args.grid_count, held_out_count=args.held_out,
                                 cond_steps=args.cond_map_steps, head_epochs=args.head_epochs, within=args.within,
                                 seed=seed, min_ssim=args.min_ssim, neighbours=args.neighbours,
-                                prior_weight=args.prior_weight)
+                                prior_weight=args.prior_weight, prior_anchor=args.prior_anchor)
         train = training_rows(cfg, cache, log=print)
         selection = held_out_rows(cfg, "selection", cache, log=print)
         t = time.perf_counter()

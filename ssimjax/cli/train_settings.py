@@ -24,6 +24,9 @@ SETTINGS_FLAGS = {
                      "the neighbour prior averages (default 20)"),
     "--prior-weight": ("prior_weight", float, "how much the neighbours' curve, rather than the map network, says "
                        "how the candidates differ for an image (default 1; 0: the map network alone)"),
+    "--prior-anchor": ("prior_anchor", str, "with --prior-weight 1: the map network predicts the defaults' SSIM "
+                       "and the neighbours each setting's difference from it (defaults, the default), or the map "
+                       "network's mean over the candidates sets the level (mean: it scores every candidate)"),
     "--min-ssim": ("min_ssim", float, "the target the report's recommendations meet (default 0.95)"),
     "--margin": ("margin", float, "safety margin on the predicted SSIM when choosing (default 0.005)"),
     "--candidates": ("candidates", str, "a JSON file listing the settings to choose among (objects of VTracer "

@@ -227,6 +227,7 @@ class SettingsModel:
     prior_curves: np.ndarray | None = None
     neighbours: int = 20
     prior_weight: float = 0.0
+    prior_anchor: str = "mean"  # "defaults": with prior_weight 1, the map network scores the defaults only
 
     def standardised(self, stats: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(stats, np.float32) - self.stats_mean) / self.stats_std, -5, 5).astype(np.float32)
@@ -247,6 +248,17 @@ class SettingsModel:
         curve = self.prior_curves[near][:, [column[k] for k in keys]].mean(0)
         return (curve - curve.mean()).astype(np.float32)
 
+    def anchor_index(self, settings: Sequence[dict]) -> int | None:
+        """With the neighbours alone saying how the settings differ (``prior_weight`` 1) and
+        ``prior_anchor`` "defaults": the index of VTracer's defaults among ``settings``, whose
+        SSIM the map network predicts (one setting's cost); None otherwise."""
+        from ssimjax.data.vtsettings import default_setting
+
+        if self.prior_weight != 1 or self.prior_anchor != "defaults":
+            return None
+        settings = [dict(s) for s in settings]
+        return settings.index(default_setting()) if default_setting() in settings else None
+
     def head_predictions(self, stats: np.ndarray, encoded: np.ndarray) -> np.ndarray:
         """(K, len(TARGETS)) of the head for one image's statistics and K encoded settings."""
         z = self.standardised(stats)
@@ -264,10 +276,15 @@ class SettingsModel:
         encoded = encode_settings(settings)
         stats = image_statistics(pil)
         head = self.head_predictions(stats, encoded)
-        ssim = conditioned_scores(self.cond, self.spec, rgb_pixels(pil), encoded)
         curve = self.neighbour_curve(stats, settings)
-        if curve is not None:
-            w = np.float32(self.prior_weight)
-            ssim = (ssim.mean() + (1 - w) * (ssim - ssim.mean()) + w * curve).astype(np.float32)
+        anchor = self.anchor_index(settings) if curve is not None else None
+        if anchor is not None:  # the map network scores the defaults only; the neighbours, the rest
+            level = conditioned_scores(self.cond, self.spec, rgb_pixels(pil), encoded[anchor:anchor + 1])[0]
+            ssim = (level + curve - curve[anchor]).astype(np.float32)
+        else:
+            ssim = conditioned_scores(self.cond, self.spec, rgb_pixels(pil), encoded)
+            if curve is not None:
+                w = np.float32(self.prior_weight)
+                ssim = (ssim.mean() + (1 - w) * (ssim - ssim.mean()) + w * curve).astype(np.float32)
         return {"ssim": ssim, "rgb_ssim": np.minimum(head[:, 1] + (ssim - head[:, 0]), 1.0).astype(np.float32),
                 "bytes": np.exp(head[:, 2]).astype(np.float32)}

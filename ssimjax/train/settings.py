@@ -71,6 +71,8 @@ class SettingsRunConfig:
     margin: float = 0.005     # added to the target on the predicted SSIM (a safety margin)
     neighbours: int = 20      # training logos (of the grid_count converted with every candidate) a prior reads
     prior_weight: float = 1.0  # how much the neighbours' curve, not the map network, says how the settings differ
+    prior_anchor: str = "defaults"  # with prior_weight 1: the map network's SSIM of the defaults ("defaults") or
+    #                                 its mean over the settings scored ("mean") sets the level
     candidates: tuple = field(default_factory=lambda: tuple(issue_grid()))
 
     def __post_init__(self):
@@ -82,6 +84,8 @@ class SettingsRunConfig:
         if self.neighbours < 1 or not 0 <= self.prior_weight <= 1:
             raise ValueError(f"neighbours must be >= 1 and prior_weight in [0, 1] (got {self.neighbours}, "
                              f"{self.prior_weight})")
+        if self.prior_anchor not in ("defaults", "mean"):
+            raise ValueError(f"prior_anchor: must be defaults or mean (got {self.prior_anchor!r})")
         if not 0 < self.min_ssim <= 1:
             raise ValueError(f"min_ssim: must be in (0, 1] (got {self.min_ssim})")
         cands = [check_setting(c) for c in self.candidates]
@@ -265,6 +269,12 @@ def neighbour_prior(rows: dict, stats_of: dict, candidates: Sequence[dict]) -> t
 # -- data ------------------------------------------------------------------------------------------
 
 
+def _cache(cache_dir) -> Path:
+    from ssimjax.features.cache import default_cache_dir
+
+    return Path(cache_dir) if cache_dir else default_cache_dir()
+
+
 def _concat_rows(parts: Sequence[dict]) -> dict:
     out = {}
     for key in parts[0]:
@@ -279,6 +289,7 @@ def training_rows(cfg: SettingsRunConfig, cache_dir, sources=None, log=None) -> 
     from ssimjax.data.vtsettings import read_settings_rows, settings_dataset
 
     sources = sources or sources_named("train")
+    cache_dir = _cache(cache_dir)
     parts = [read_settings_rows(settings_dataset(cache_dir, cfg.count, cfg.k, seed=DATA_SEEDS["train"],
                                                  sources=sources, log=log))]
     if cfg.grid_count:
@@ -292,7 +303,7 @@ def held_out_rows(cfg: SettingsRunConfig, role: str, cache_dir, sources=None, lo
     from ssimjax.data.sets import sources_named
     from ssimjax.data.vtsettings import read_settings_rows, settings_dataset
 
-    return read_settings_rows(settings_dataset(cache_dir, cfg.held_out_count, 0, seed=DATA_SEEDS[role],
+    return read_settings_rows(settings_dataset(_cache(cache_dir), cfg.held_out_count, 0, seed=DATA_SEEDS[role],
                                                sources=sources or sources_named(role), log=log, grid=cfg.candidates))
 
 
@@ -340,6 +351,7 @@ def save_settings_model(out: str | Path, model: SettingsModel) -> Path:
         kind="vtracer-settings", targets=list(TARGETS), encoding=list(ENCODING), n_stats=int(len(model.stats_mean)),
         map_net=dict(channels=spec.channels, dilations=list(spec.dilations), cell=spec.cell),
         candidates=[dict(c) for c in model.candidates], neighbours=model.neighbours, prior_weight=model.prior_weight,
+        prior_anchor=model.prior_anchor,
         prior_logos=0 if model.prior_stats is None else int(len(model.prior_stats))), indent=2) + "\n")
     return path
 
@@ -382,7 +394,8 @@ def load_settings_model(run_dir: str | Path) -> SettingsModel:
     prior = {}
     if prior_logos:
         prior = dict(prior_stats=np.asarray(tree["prior"]["stats"]), prior_curves=np.asarray(tree["prior"]["curves"]),
-                     neighbours=int(meta["neighbours"]), prior_weight=float(meta["prior_weight"]))
+                     neighbours=int(meta["neighbours"]), prior_weight=float(meta["prior_weight"]),
+                     prior_anchor=str(meta.get("prior_anchor", "mean")))
     return SettingsModel(spec, tree["head"], tree["cond"], candidates=candidates, **norm, **prior)
 
 
@@ -471,7 +484,7 @@ def fit_settings_model(out: Path | None, cfg: SettingsRunConfig, cache_dir, trai
     model = SettingsModel(spec, jax.device_get(head), jax.device_get(cond), mean.astype(np.float32),
                           std.astype(np.float32), y_mean.astype(np.float32), y_std.astype(np.float32), cfg.candidates,
                           *(prior if prior is not None else (None, None)), neighbours=cfg.neighbours,
-                          prior_weight=cfg.prior_weight if prior is not None else 0.0)
+                          prior_weight=cfg.prior_weight if prior is not None else 0.0, prior_anchor=cfg.prior_anchor)
     if log and prior is not None:
         log(f"neighbour prior: {len(prior[0])} training logos converted with every candidate")
     if out is not None:
