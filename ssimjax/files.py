@@ -56,6 +56,17 @@ def is_disk_error(e: BaseException) -> bool:
     return "No space left on device" in str(e) or "Disk quota exceeded" in str(e)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; what ssimjax writes (data sets, reports, SVGs)
+# gets the mode any other new file gets here. Read once, at import, before any worker thread starts.
+FILE_MODE = 0o666 & ~_umask()
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Writes ``data`` to ``path`` whole or not at all; :class:`StorageError` when the disk refuses."""
     path = Path(path)
@@ -66,6 +77,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), FILE_MODE)
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)

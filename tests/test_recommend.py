@@ -110,7 +110,11 @@ def test_recommend_chooses_verifies_and_agrees_with_the_python_function(settings
         assert {"params", "predicted_ssim", "predicted_bytes", "ssim", "rgb_ssim", "bytes", "default_ssim",
                 "default_rgb_ssim", "default_bytes"} <= set(res) and res["verified"]
         assert 0 < res["ssim"] <= 1 and isinstance(res["bytes"], int) and res["default_bytes"] > 0
-        svg = (tmp_path / "svg" / f"{Path(path).stem}.svg").read_text()
+        from ssimjax.files import FILE_MODE
+
+        svg_path = tmp_path / "svg" / f"{Path(path).stem}.svg"
+        assert svg_path.stat().st_mode & 0o777 == FILE_MODE  # as any new file here, not owner-only
+        svg = svg_path.read_text()
         assert svg.startswith("<?xml") or "<svg" in svg[:200]
         assert len(svg.encode()) == res["bytes"]  # the written SVG is the one verified
     same = recommend(settings_run["run"], [str(p) for p in images])
