@@ -315,3 +315,26 @@ class MapNetCheckpoints:
     def remove(self) -> None:
         self.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def resume_training(checkpoints: MapNetCheckpoints | None, tree: dict, rng: np.random.Generator, steps: int,
+                    what: str, log=None) -> tuple[int, dict, list]:
+    """``(start step, tree, losses so far)``: from the latest of ``checkpoints`` (``rng`` set to its
+    state, the log told), or ``(0, tree, [])`` when there is none."""
+    resumed = None if checkpoints is None else checkpoints.restore_latest(tree, rng)
+    if resumed is None:
+        return 0, tree, []
+    start, tree, losses = resumed
+    if log:
+        log(f"{what}: continuing from its checkpoint at step {start}/{steps}")
+    return start, tree, losses
+
+
+def checkpoint_if_due(checkpoints: MapNetCheckpoints | None, step: int, steps: int, tree: dict,
+                      rng: np.random.Generator, losses: list) -> list:
+    """Saves ``tree`` after ``step`` of ``steps`` when it is a checkpoint step short of the end;
+    returns the losses (as floats once saved, so the JSON holds them)."""
+    if checkpoints is not None and step % checkpoints.every == 0 and step < steps:
+        losses = [float(v) for v in losses]
+        checkpoints.save(step, tree, rng, losses)
+    return losses

@@ -20,6 +20,7 @@ from ssimjax.data.labelling import conversion_ssim_map, load_ssim_map, run_jobs,
 from ssimjax.data.manifest import DataError
 from ssimjax.files import file_lock
 from ssimjax.models.mapnet import MapModel, MapNet, apply_uint8, cell_targets, crop, init_map_net
+from ssimjax.train.checkpoint import checkpoint_if_due, resume_training
 
 
 def _cells(a: np.ndarray, y0: int, x0: int, size: int, cell: int) -> np.ndarray:
@@ -97,23 +98,16 @@ def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray],
         return optax.apply_updates(params, updates), opt_state, loss
 
     rng = np.random.default_rng(seed)
-    start, losses = 0, []
-    resumed = None if checkpoints is None else checkpoints.restore_latest(
-        {"params": params, "opt_state": opt_state}, rng)
-    if resumed is not None:
-        start, tree, losses = resumed
-        params, opt_state = tree["params"], tree["opt_state"]
-        if log:
-            log(f"map network: continuing from its checkpoint at step {start}/{steps}")
+    start, tree, losses = resume_training(checkpoints, {"params": params, "opt_state": opt_state}, rng, steps,
+                                          "map network", log)
+    params, opt_state = tree["params"], tree["opt_state"]
     for i in range(start, steps):
         x, t, w = sample_batch(images, targets, rng, batch, crop_size, spec)
         params, opt_state, loss = step(params, opt_state, x, t, w)
         losses.append(loss)
         if log and (i + 1) % max(1, steps // 5) == 0:
             log(f"map network step {i + 1}/{steps}: loss {float(np.mean(np.asarray(losses[-50:], np.float32))):.5f}")
-        if checkpoints is not None and (i + 1) % checkpoints.every == 0 and i + 1 < steps:
-            losses = [float(v) for v in losses]
-            checkpoints.save(i + 1, {"params": params, "opt_state": opt_state}, rng, losses)
+        losses = checkpoint_if_due(checkpoints, i + 1, steps, {"params": params, "opt_state": opt_state}, rng, losses)
     return params, [float(v) for v in losses]
 
 

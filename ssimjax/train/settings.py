@@ -45,7 +45,15 @@ from ssimjax.models.setting_head import (
     setting_model_apply,
     trunk_apply,
 )
-from ssimjax.train.checkpoint import MapNetCheckpoints, _abstract, _writing, map_checkpoint_interval
+from ssimjax.train.checkpoint import (
+    MapNetCheckpoints,
+    _abstract,
+    _writing,
+    checkpoint_if_due,
+    map_checkpoint_interval,
+    resume_training,
+)
+from ssimjax.train.mapnet import _cells
 
 # The seed of each settings set a run reads; the roles' icon sets never overlap (ssimjax.data.sets).
 DATA_SEEDS = {"train": 0, "train_grid": 3, "selection": 2, "report": 4}
@@ -158,18 +166,11 @@ def conditioned_loss(params: dict, spec: MapNet, x, e, t, w, diff: float = 1.0):
     return (both + diff * contrast) / total
 
 
-def _cells(a: np.ndarray, y0: int, x0: int, n: int, cell: int) -> np.ndarray:
-    out = np.zeros((n, n), np.float32)
-    part = a[y0 // cell:y0 // cell + n, x0 // cell:x0 // cell + n]
-    out[:part.shape[0], :part.shape[1]] = part
-    return out
-
-
 def conditioned_batch(pixels: Sequence[np.ndarray], targets: Sequence[np.ndarray], weights: Sequence[np.ndarray],
                       encs: Sequence[np.ndarray], rng: np.random.Generator, logos: int, size: int, spec: MapNet):
     """One step's crops: ``logos`` logos drawn uniformly, one crop of each (an offset a multiple of
     the cell) and two of its settings: ``(x, e, t, w)`` as :func:`conditioned_loss` takes them."""
-    c, n = spec.cell, size // spec.cell
+    c = spec.cell
     xs, es, ts, ws = [], [], [], []
     for k in rng.integers(0, len(pixels), logos):
         h, w = pixels[k].shape[:2]
@@ -178,8 +179,8 @@ def conditioned_batch(pixels: Sequence[np.ndarray], targets: Sequence[np.ndarray
         pair = rng.choice(len(targets[k]), 2, replace=False)
         xs.append(crop(pixels[k], y0, x0, size, spec.margin))
         es.append(encs[k][pair])
-        ts.append([_cells(targets[k][j].astype(np.float32), y0, x0, n, c) for j in pair])
-        ws.append(_cells(weights[k], y0, x0, n, c))
+        ts.append([_cells(targets[k][j].astype(np.float32), y0, x0, size, c) for j in pair])
+        ws.append(_cells(weights[k], y0, x0, size, c))
     return np.stack(xs), np.stack(es), np.asarray(ts), np.stack(ws)
 
 
@@ -200,14 +201,9 @@ def train_conditioned_map(pixels, targets, weights, encs, steps: int, seed: int 
         return optax.apply_updates(p, updates), s, loss
 
     rng = np.random.default_rng(seed)
-    start, losses = 0, []
-    resumed = None if checkpoints is None else checkpoints.restore_latest({"params": params, "opt_state": opt_state},
-                                                                           rng)
-    if resumed is not None:
-        start, tree, losses = resumed
-        params, opt_state = tree["params"], tree["opt_state"]
-        if log:
-            log(f"conditioned map network: continuing from its checkpoint at step {start}/{steps}")
+    start, tree, losses = resume_training(checkpoints, {"params": params, "opt_state": opt_state}, rng, steps,
+                                          "conditioned map network", log)
+    params, opt_state = tree["params"], tree["opt_state"]
     for i in range(start, steps):
         params, opt_state, loss = step(params, opt_state, *conditioned_batch(pixels, targets, weights, encs, rng,
                                                                              logos, size, spec))
@@ -215,9 +211,7 @@ def train_conditioned_map(pixels, targets, weights, encs, steps: int, seed: int 
         if log and (i + 1) % max(1, steps // 5) == 0:
             log(f"conditioned map network step {i + 1}/{steps}: loss "
                 f"{float(np.mean(np.asarray(losses[-50:], np.float32))):.5f}")
-        if checkpoints is not None and (i + 1) % checkpoints.every == 0 and i + 1 < steps:
-            losses = [float(v) for v in losses]
-            checkpoints.save(i + 1, {"params": params, "opt_state": opt_state}, rng, losses)
+        losses = checkpoint_if_due(checkpoints, i + 1, steps, {"params": params, "opt_state": opt_state}, rng, losses)
     return params
 
 
