@@ -92,6 +92,11 @@ def export_run(run_dir: str | Path, out: str | Path) -> Path:
     # Check the file is what deployment needs before writing it.
     model = QualityPredictionModel(checkpoint["config"])
     model.load_state_dict(checkpoint["model_state_dict"], strict=True)
+    return save_checkpoint(checkpoint, out)
+
+
+def save_checkpoint(checkpoint: dict, out: str | Path) -> Path:
+    """``torch.save`` to ``out`` whole or not at all (a kill leaves the previous file or none)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -21,8 +21,17 @@ import torch.nn as nn
 
 from ssimjax.features.stats import STATS_VERSION
 from ssimjax.models.mapnet import cell_weights
+from ssimjax.models.setting_head import (
+    ENCODING,
+    TARGETS,
+    anchor_index,
+    choose_setting,
+    encode_settings,
+    neighbour_curve,
+)
 
 from .convert import _to_torch, map_net_to_torch
+from .export import save_checkpoint
 from .model import InputNorm, MapNet
 
 KIND = "vtracer-settings-recommender"
@@ -31,8 +40,6 @@ KIND = "vtracer-settings-recommender"
 class SettingRecommender(nn.Module):
     def __init__(self, config: dict):
         super().__init__()
-        from ssimjax.models.setting_head import ENCODING, TARGETS, encode_settings
-
         self.config = dict(config)
         m = config["map_net"]
         channels = int(m["channels"])
@@ -60,7 +67,6 @@ class SettingRecommender(nn.Module):
         image given as a path, a PIL image or a uint8 array at its own resolution."""
         from ssimjax.data.images import as_image, rgb_pixels
         from ssimjax.features.stats import image_statistics
-        from ssimjax.models.setting_head import encode_settings
 
         pil = as_image(image)
         device = self.y_mean.device
@@ -72,7 +78,9 @@ class SettingRecommender(nn.Module):
         head = self.setting_mlp(torch.cat([emb.expand(len(enc), -1), enc], 1)) * self.y_std + self.y_mean
         rgb = rgb_pixels(pil)
         curve = self._neighbour_curve(z[0], settings)
-        anchor = self._anchor_index(settings) if curve is not None else None
+        anchor = None if curve is None else anchor_index(self.candidates if settings is None else settings,
+                                                          float(self.config["prior_weight"]),
+                                                          self.config.get("prior_anchor", "mean"))
         hidden = self.map_trunk.hidden(rgb)  # (hc, wc, C), once
         c = hidden.shape[-1]
         weight = torch.from_numpy(cell_weights(*rgb.shape[:2], self.map_trunk.cell)).to(device)
@@ -93,35 +101,19 @@ class SettingRecommender(nn.Module):
         return {"ssim": ssim.cpu().numpy(), "rgb_ssim": rgb_ssim.cpu().numpy(),
                 "bytes": torch.exp(head[:, 2]).cpu().numpy()}
 
-    def _anchor_index(self, settings) -> int | None:
-        from ssimjax.data.vtsettings import default_setting
-
-        if float(self.config.get("prior_weight", 0)) != 1 or self.config.get("prior_anchor", "mean") != "defaults":
-            return None
-        settings = [dict(s) for s in (self.candidates if settings is None else settings)]
-        return settings.index(default_setting()) if default_setting() in settings else None
-
     def _neighbour_curve(self, z: torch.Tensor, settings) -> torch.Tensor | None:
-        """The mean centred SSIM curve of the nearest training logos over the settings scored (all
-        candidates); None without a prior or for a setting that is not a candidate."""
+        """The nearest training logos' centred SSIM curve over the settings scored (as the JAX model)."""
         if not self.prior_logos or not float(self.config.get("prior_weight", 0)):
             return None
-        from ssimjax.data.vtsettings import setting_key
-
-        column = {setting_key(c): i for i, c in enumerate(self.candidates)}
-        keys = [setting_key(s) for s in (self.candidates if settings is None else settings)]
-        if any(k not in column for k in keys):
-            return None
-        d = ((self.prior_stats - z) ** 2).sum(1)
-        near = torch.argsort(d, stable=True)[:int(self.config["neighbours"])]
-        curve = self.prior_curves[near][:, [column[k] for k in keys]].mean(0)
-        return curve - curve.mean()
+        curve = neighbour_curve(self.prior_stats.cpu().numpy(), self.prior_curves.cpu().numpy(), z.cpu().numpy(),
+                                self.candidates, self.candidates if settings is None else settings,
+                                int(self.config["neighbours"]))
+        return None if curve is None else torch.from_numpy(curve).to(z.device)
 
     def recommend(self, image, min_ssim: float | None = 0.95, max_bytes: float | None = None) -> tuple[dict, dict]:
         """``(params, predicted)``: the candidate setting to convert with (as ``ssimjax recommend``
         chooses it) and its predicted ``ssim``, ``rgb_ssim`` and ``bytes``."""
         from ssimjax.data.vtsettings import default_setting
-        from ssimjax.models.setting_head import choose_setting
 
         if max_bytes is not None:
             min_ssim = None
@@ -188,9 +180,4 @@ def export_settings_run(run_dir: str | Path, out: str | Path) -> Path:
                   prior_logos=0 if model.prior_stats is None else int(len(model.prior_stats)))
     checkpoint = {"kind": KIND, "config": config, "model_state_dict": settings_state_dict(model)}
     SettingRecommender(config).load_state_dict(checkpoint["model_state_dict"], strict=True)  # what deployment loads
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(out)
-    return out
+    return save_checkpoint(checkpoint, out)

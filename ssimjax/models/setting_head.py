@@ -198,6 +198,36 @@ def conditioned_scores(params: dict, spec, image: np.ndarray, encoded: np.ndarra
 _head_forward = jax.jit(setting_model_apply)
 
 
+def neighbour_curve(prior_stats: np.ndarray, prior_curves: np.ndarray, z: np.ndarray, candidates: Sequence[dict],
+                    settings: Sequence[dict], neighbours: int) -> np.ndarray | None:
+    """float32 (len(settings),): the mean SSIM curve over ``settings`` of the ``neighbours`` training
+    logos nearest to standardised statistics ``z`` (their rows of ``prior_stats``; ``prior_curves``
+    in the order of ``candidates``), centred on its mean; None for a setting that is not a candidate.
+    Shared with the PyTorch SettingRecommender."""
+    from ssimjax.data.vtsettings import setting_key
+
+    column = {setting_key(c): i for i, c in enumerate(candidates)}
+    keys = [setting_key(s) for s in settings]
+    if any(k not in column for k in keys):
+        return None
+    d = ((np.asarray(prior_stats, np.float32) - np.asarray(z, np.float32)) ** 2).sum(1)
+    near = np.argsort(d, kind="stable")[:neighbours]
+    curve = np.asarray(prior_curves, np.float32)[near][:, [column[k] for k in keys]].mean(0)
+    return (curve - curve.mean()).astype(np.float32)
+
+
+def anchor_index(settings: Sequence[dict], prior_weight: float, prior_anchor: str) -> int | None:
+    """With the neighbours alone saying how the settings differ (``prior_weight`` 1) and
+    ``prior_anchor`` "defaults": the index of VTracer's defaults among ``settings``, whose SSIM the
+    map network predicts (one setting's cost); None otherwise."""
+    from ssimjax.data.vtsettings import default_setting
+
+    if prior_weight != 1 or prior_anchor != "defaults":
+        return None
+    settings = [dict(s) for s in settings]
+    return settings.index(default_setting()) if default_setting() in settings else None
+
+
 @dataclass(frozen=True, eq=False)
 class SettingsModel:
     """A trained settings model: the conditioned map network (luminance SSIM per setting, cell by
@@ -233,31 +263,14 @@ class SettingsModel:
         return np.clip((np.asarray(stats, np.float32) - self.stats_mean) / self.stats_std, -5, 5).astype(np.float32)
 
     def neighbour_curve(self, stats: np.ndarray, settings: Sequence[dict]) -> np.ndarray | None:
-        """The mean centred SSIM curve over ``settings`` of the image's nearest training logos (by
-        standardised statistics); None without a prior or for a setting that is not a candidate."""
+        """:func:`neighbour_curve` of this model's prior for an image's (raw) statistics."""
         if self.prior_stats is None or not self.prior_weight:
             return None
-        from ssimjax.data.vtsettings import setting_key
-
-        column = {setting_key(c): i for i, c in enumerate(self.candidates)}
-        keys = [setting_key(s) for s in settings]
-        if any(k not in column for k in keys):
-            return None
-        d = ((self.prior_stats - self.standardised(stats)) ** 2).sum(1)
-        near = np.argsort(d, kind="stable")[:self.neighbours]
-        curve = self.prior_curves[near][:, [column[k] for k in keys]].mean(0)
-        return (curve - curve.mean()).astype(np.float32)
+        return neighbour_curve(self.prior_stats, self.prior_curves, self.standardised(stats), self.candidates,
+                               settings, self.neighbours)
 
     def anchor_index(self, settings: Sequence[dict]) -> int | None:
-        """With the neighbours alone saying how the settings differ (``prior_weight`` 1) and
-        ``prior_anchor`` "defaults": the index of VTracer's defaults among ``settings``, whose
-        SSIM the map network predicts (one setting's cost); None otherwise."""
-        from ssimjax.data.vtsettings import default_setting
-
-        if self.prior_weight != 1 or self.prior_anchor != "defaults":
-            return None
-        settings = [dict(s) for s in settings]
-        return settings.index(default_setting()) if default_setting() in settings else None
+        return anchor_index(settings, self.prior_weight, self.prior_anchor)
 
     def head_predictions(self, stats: np.ndarray, encoded: np.ndarray) -> np.ndarray:
         """(K, len(TARGETS)) of the head for one image's statistics and K encoded settings."""
