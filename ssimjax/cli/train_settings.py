@@ -34,6 +34,10 @@ SETTINGS_FLAGS = {
 }
 
 
+def _dest(flag: str) -> str:
+    return "settings_" + flag[2:].replace("-", "_")
+
+
 def add_settings_flags(g, for_image_parser: bool = False) -> None:
     """The settings run's flags; the image run's parser lists them in its --help (and refuses them
     without --vtracer-parameters)."""
@@ -42,11 +46,11 @@ def add_settings_flags(g, for_image_parser: bool = False) -> None:
                    "SSIM predictor; takes the flags of this group and --out, --resume, --cache-dir, --seed, "
                    "--no-report, --no-export")
     for flag, (_, kind, text) in SETTINGS_FLAGS.items():
-        g.add_argument(flag, type=kind, default=None, help=text, dest="settings_" + flag[2:].replace("-", "_"))
+        g.add_argument(flag, type=kind, default=None, help=text, dest=_dest(flag))
 
 
 def given_settings_flags(args) -> list[str]:
-    return [flag for flag in SETTINGS_FLAGS if getattr(args, "settings_" + flag[2:].replace("-", "_")) is not None]
+    return [flag for flag in SETTINGS_FLAGS if getattr(args, _dest(flag)) is not None]
 
 
 def read_candidates(path: str) -> tuple:
@@ -88,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from(args):
     from ssimjax.train.settings import SettingsRunConfig
 
-    fields = {SETTINGS_FLAGS[f][0]: getattr(args, "settings_" + f[2:].replace("-", "_")) for f in SETTINGS_FLAGS}
+    fields = {SETTINGS_FLAGS[f][0]: getattr(args, _dest(f)) for f in SETTINGS_FLAGS}
     fields = {k: v for k, v in fields.items() if v is not None}
     if "candidates" in fields:
         fields["candidates"] = read_candidates(fields["candidates"])

@@ -145,7 +145,11 @@ def conversion_labels(img: Image.Image, setting: dict) -> tuple[dict, np.ndarray
     from ssimjax.data.images import to_rgb
 
     original = to_rgb(img)
-    svg = convert(original, setting)
+    return svg_labels(original, convert(original, setting))
+
+
+def svg_labels(original: Image.Image, svg: str) -> tuple[dict, np.ndarray]:
+    """:func:`conversion_labels` of an SVG already converted from the RGB image ``original``."""
     rendered = render_svg(svg, original.width, original.height)
     ssim, full = _ssim(original, rendered, full=True)
     return dict(ssim=float(ssim), rgb_ssim=rgb_ssim(original, rendered), svg_bytes=len(svg.encode()),

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 
 def _model_and_config(model_or_run):
     from ssimjax.train.settings import SettingsRunConfig, load_settings_model
@@ -41,8 +39,8 @@ def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max
     ``min_ssim`` defaults to 0.95 unless ``max_bytes`` is given. With ``svg_dir`` the chosen
     setting's SVG of each image is written there (``verify`` implied). Raises ValueError naming an
     image that cannot be read."""
-    from ssimjax.data.images import ImageError, as_image
-    from ssimjax.data.vtsettings import conversion_labels, convert, default_setting
+    from ssimjax.data.images import ImageError, as_image, to_rgb
+    from ssimjax.data.vtsettings import conversion_labels, convert, default_setting, svg_labels
     from ssimjax.models.setting_head import choose_setting
 
     if min_ssim is not None and max_bytes is not None:
@@ -79,13 +77,14 @@ def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max
         r.update(default_ssim=r["default_predicted_ssim"], default_rgb_ssim=r["default_predicted_rgb_ssim"],
                  default_bytes=r["default_predicted_bytes"])
         if verify or svg_dir is not None:
-            chosen, _ = conversion_labels(img, candidates[c])
-            default, _ = conversion_labels(img, candidates[d])
+            original = to_rgb(img)
+            svg = convert(original, candidates[c])
+            chosen, _ = svg_labels(original, svg)
+            default = chosen if c == d else conversion_labels(original, candidates[d])[0]
             r.update(ssim=chosen["ssim"], rgb_ssim=chosen["rgb_ssim"], bytes=chosen["svg_bytes"],
                      default_ssim=default["ssim"], default_rgb_ssim=default["rgb_ssim"],
                      default_bytes=default["svg_bytes"], verified=True)
         if svg_dir is not None:
-            from ssimjax.data.images import to_rgb
             from ssimjax.files import write_text_atomic
 
             name = Path(key).stem if isinstance(item, (str, Path)) else f"image_{i}"
@@ -94,7 +93,7 @@ def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max
             written.add(name)
             path = Path(svg_dir) / f"{name}.svg"
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, convert(to_rgb(img), candidates[c]))
+            write_text_atomic(path, svg)  # the SVG verified above
             r["svg"] = str(path)
         out[key] = r
     return out
@@ -102,7 +101,9 @@ def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max
 
 def describe(key: str, r: dict) -> str:
     """One line for a recommendation, as ``ssimjax recommend`` prints it."""
-    changed = {k: v for k, v in r["params"].items() if v != _defaults()[k]}
+    from ssimjax.data.vtsettings import default_setting
+
+    changed = {k: v for k, v in r["params"].items() if v != default_setting()[k]}
     what = ", ".join(f"{k}={v}" for k, v in changed.items()) or "VTracer's defaults"
     tag = "real" if r["verified"] else "predicted"
     ratio = r["bytes"] / max(r["default_bytes"], 1)
@@ -112,15 +113,3 @@ def describe(key: str, r: dict) -> str:
     if r["verified"]:
         line += f"; predicted SSIM {r['predicted_ssim']:.4f}, {r['predicted_bytes']} bytes"
     return line + (f"; wrote {r['svg']}" if "svg" in r else "")
-
-
-def _defaults() -> dict:
-    from ssimjax.data.vtsettings import default_setting
-
-    return default_setting()
-
-
-def summary_line(results: dict) -> str:
-    """The bytes saved over every image, and the share that meets its target (verified only)."""
-    ratios = [r["bytes"] / max(r["default_bytes"], 1) for r in results.values()]
-    return f"{len(results)} images: median size x{np.median(ratios):.3f} of the defaults'"
