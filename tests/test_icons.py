@@ -265,6 +265,9 @@ def test_default_run_trains_on_the_training_sets_scores_the_held_out_ones_and_ev
     assert report["worst_srcc"] == min(summary["test_per_set"][s]["srcc"] for s in split["report"])
     assert f"report sets ({len(split['report'])}, never trained or chosen on): mean SRCC" in r.stdout
     assert f"selection sets ({len(split['selection'])}, designs are chosen on these)" in r.stdout
+    # The held-out images by long side, each counted once.
+    assert sum(v["count"] for v in summary["test_per_size"].values()) == 2 * len(held_out)
+    assert "by long side: " in r.stdout
     # The synthetic wordmarks the map network trains on are training rows of the MLP too, at most
     # one for every three real ones.
     assert config["data"]["synthetic_train_rows"] == config["data"]["train_rows"] // 3 > 0

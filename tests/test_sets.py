@@ -104,3 +104,33 @@ def test_a_held_out_spec_names_sets_or_roles_and_a_run_reports_each_role():
     html = _dashboard_html(summary, {}, {})
     assert "report sets: mean SRCC" in html and "Held-out icon sets" in html
     assert "<td>logos</td><td>selection</td>" in html
+
+
+def test_held_out_figures_by_long_side_read_the_size_from_the_statistics():
+    from PIL import Image
+
+    from ssimjax.cli.train import held_out_lines
+    from ssimjax.evaluate.metrics import long_sides, per_size_metrics, size_band
+    from ssimjax.evaluate.report import _dashboard_html
+    from ssimjax.features.stats import image_statistics
+
+    sizes = [(30, 20), (20, 47), (48, 48), (100, 300), (256, 10), (1000, 999)]
+    stats = np.stack([image_statistics(Image.new("RGB", wh, (200, 30, 30))) for wh in sizes])
+    assert list(long_sides(stats)) == [30, 47, 48, 300, 256, 1000]
+    assert [size_band(v) for v in (47, 48, 95, 96, 255, 256)] == \
+        ["<48 px", "48-95 px", "48-95 px", "96-255 px", "96-255 px", ">=256 px"]
+
+    y = np.array([0.5, 0.7, 0.9, 0.95, 0.97, 0.99])
+    per_size = per_size_metrics(y + [0.2, -0.1, 0.0, 0.01, 0.0, 0.01], y, long_sides(stats))
+    assert list(per_size) == ["<48 px", "48-95 px", ">=256 px"]  # smallest first; empty bands left out
+    assert per_size["<48 px"]["count"] == 2 and per_size["<48 px"]["mae"] == pytest.approx(0.15)
+    assert per_size["<48 px"]["bias"] == pytest.approx(0.05) and per_size[">=256 px"]["count"] == 3
+    with pytest.raises(ValueError, match="differ in length"):
+        per_size_metrics(y, y, [30, 40])
+
+    summary = {"test_source": "logos", "test_metrics": {"count": 6, "srcc": 0.9, "plcc": 0.8, "mae": 0.05},
+               "test_per_size": per_size}
+    lines = held_out_lines(summary)
+    assert lines[-1].startswith("by long side: <48 px (2) SRCC ") and "MAE 0.150" in lines[-1]
+    html = _dashboard_html(summary, {}, {})
+    assert "Held-out images by long side" in html and "<td>&lt;48 px</td><td>2</td>" in html

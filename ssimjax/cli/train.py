@@ -153,7 +153,7 @@ def held_out_lines(summary: dict) -> list[str]:
     per_set = summary.get("test_per_set") or {}
     if not per_set:
         return [f"held-out icon set {summary.get('test_source')!r} ({test['count']} images): SRCC {test['srcc']:.4f}, "
-                f"PLCC {test['plcc']:.4f}, MAE {test['mae']:.4f}"]
+                f"PLCC {test['plcc']:.4f}, MAE {test['mae']:.4f}"] + size_lines(summary)
     lines = []
     for role, what in (("report", "never trained or chosen on"), ("selection", "designs are chosen on these")):
         if role in roles:
@@ -164,4 +164,13 @@ def held_out_lines(summary: dict) -> list[str]:
                                                for name, v in per_set.items()) + " (SRCC / PLCC)")
     lines.append(f"all {test['count']} held-out images: SRCC {test['srcc']:.4f}, PLCC {test['plcc']:.4f}, "
                  f"MAE {test['mae']:.4f}")
-    return lines
+    return lines + size_lines(summary)
+
+
+def size_lines(summary: dict) -> list[str]:
+    """The held-out images by long side: how far to trust a prediction for an image of that size."""
+    per_size = summary.get("test_per_size") or {}
+    if not per_size:
+        return []
+    return ["by long side: " + ", ".join(f"{band} ({v['count']}) SRCC {v['srcc']:.3f}, MAE {v['mae']:.3f}"
+                                         for band, v in per_size.items())]

@@ -190,6 +190,47 @@ def per_set_metrics(pred, target, sources) -> dict[str, dict]:
     return {s: quality_metrics(pred[sources == s], target[sources == s]) for s in sorted(set(sources))}
 
 
+# Bands of an image's long side (pixels) that held-out figures are broken down by: below 48 px
+# VTracer's clustering can merge or drop whole shapes, and the labels spread far more widely
+# (measured on the default run's held-out images: MAE 0.063 below 48 px against 0.009 from 200 px).
+SIZE_BANDS = (48, 96, 256)
+
+
+def long_sides(stats) -> np.ndarray:
+    """Each row's long side in pixels from its image statistics (``log_pixels`` = log(w h) and
+    ``log_aspect`` = log(w / h), the first two of :data:`ssimjax.features.stats.STAT_NAMES`)."""
+    stats = np.asarray(stats, np.float64)
+    return np.rint(np.exp((stats[:, 0] + np.abs(stats[:, 1])) / 2.0)).astype(int)
+
+
+def size_band(long_side: int, bands=SIZE_BANDS) -> str:
+    """The label of the band ``long_side`` falls in: ``"<48 px"``, ``"48-95 px"``, ... ``">=256 px"``."""
+    edges = list(bands)
+    if long_side < edges[0]:
+        return f"<{edges[0]} px"
+    for lo, hi in zip(edges, edges[1:]):
+        if long_side < hi:
+            return f"{lo}-{hi - 1} px"
+    return f">={edges[-1]} px"
+
+
+def per_size_metrics(pred, target, long_side, bands=SIZE_BANDS) -> dict[str, dict]:
+    """``{band: quality_metrics + bias}`` of the rows whose image's long side falls in each band
+    (:func:`size_band`), smallest first; ``bias`` is the mean of prediction - target. Bands
+    without rows are left out."""
+    pred, target = _as_pair(pred, target)
+    labels = np.array([size_band(int(v), bands) for v in np.asarray(long_side).ravel()])
+    if labels.size != pred.size:
+        raise ValueError(f"predictions ({pred.size}) and image sizes ({labels.size}) differ in length")
+    order = [size_band(v, bands) for v in (0, *bands)]
+    out = {}
+    for band in order:
+        m = labels == band
+        if m.any():
+            out[band] = dict(quality_metrics(pred[m], target[m]), bias=float(np.mean(pred[m] - target[m])))
+    return out
+
+
 def role_summary(per_set: dict[str, dict]) -> dict[str, dict]:
     """``{role: {"mean_srcc", "mean_plcc", "worst_srcc", "worst_set", "sets"}}`` over the selection
     and the report sets of :func:`ssimjax.data.sets.split_sets` among ``per_set``'s sets."""

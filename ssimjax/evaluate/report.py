@@ -145,6 +145,11 @@ def _dashboard_html(summary: dict, figures: dict, config: dict) -> str:
             [(html.escape(name), role_of(name) if name in KINDS else "", m["count"], _fmt(m["srcc"]), _fmt(m["plcc"]),
               _fmt(m["mae"])) for name, m in per_set.items()], ["set", "role", "images", "SRCC", "PLCC", "MAE"])
             + "</section>")
+    per_size = summary.get("test_per_size") or {}
+    if per_size:
+        parts.append("<section><h2>Held-out images by long side</h2>" + _table(
+            [(html.escape(band), m["count"], _fmt(m["srcc"]), _fmt(m["plcc"]), _fmt(m["mae"]), _fmt(m["bias"]))
+             for band, m in per_size.items()], ["long side", "images", "SRCC", "PLCC", "MAE", "bias"]) + "</section>")
     q = summary.get("validation_error_by_quantile") or []
     if q:
         parts.append("<section><h2>Error by label quartile (validation)</h2>" + _table(
@@ -218,7 +223,7 @@ def write_report(run_dir: str | Path) -> dict:
         "validation_metrics": val_metrics, "validation_error_by_quantile": quantiles,
         "test_source": summary.get("test_source"), "test_metrics": summary.get("test_metrics"),
         "test_per_set": summary.get("test_per_set"), "test_roles": summary.get("test_roles"),
-        "correlation_target": CORRELATION_TARGET,
+        "test_per_size": summary.get("test_per_size"), "correlation_target": CORRELATION_TARGET,
         "target_met": bool(val_metrics.get("correlation", 0.0) >= CORRELATION_TARGET),
         "timings": summary.get("timings"),
         "robustness": analyses["robustness"], "benchmark": analyses["benchmark"],

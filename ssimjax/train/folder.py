@@ -128,11 +128,11 @@ def epoch_writer(out: Path, metrics_log: Path, on_epoch_end):
 def write_summary(out: Path, result: FitResult, val_quality: dict, test: dict, timings: dict, devices: dict,
                   config: TrainConfig) -> None:
     """``history.json`` and ``summary.json``; ``test`` is :func:`ssimjax.train.run`'s held-out
-    figures: ``metrics`` (all held-out rows pooled, or None), ``per_set`` and ``roles``."""
+    figures: ``metrics`` (all held-out rows pooled, or None), ``per_set``, ``roles`` and ``per_size``."""
     json_dump(out / "history.json", result.history)
     json_dump(out / "summary.json", dict(
         best_epoch=result.best_epoch + 1, epochs_completed=result.epochs_completed,
         stopped_early=result.stopped_early, best_val_metrics=result.best_val_metrics, val_quality=val_quality,
         test_source=config.test_source, test_metrics=test["metrics"], test_per_set=test["per_set"],
-        test_roles=test["roles"], timings=timings, devices=devices,
+        test_roles=test["roles"], test_per_size=test.get("per_size"), timings=timings, devices=devices,
     ))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_HELD_OUT_PER_SET, DEFAULT_ICON_COUNT, TrainConfig
 from ssimjax.data.manifest import split_rows
-from ssimjax.evaluate.metrics import per_set_metrics, quality_metrics, role_summary
+from ssimjax.evaluate.metrics import long_sides, per_set_metrics, per_size_metrics, quality_metrics, role_summary
 from ssimjax.features.cache import default_cache_dir
 from ssimjax.features.inputs import backbone_hash, build_inputs
 from ssimjax.models.init import init_variables, with_training_start
@@ -208,12 +208,13 @@ def _fit(plan: RunPlan, state, train: dict, val: dict, mesh, on_epoch_end) -> tu
 
 def _score(trainer: Trainer, state, val: dict, test: dict, paths, sources, split: tuple, config: TrainConfig, mesh):
     """``(validation quality, held-out figures, predictions for the report)`` of the best weights.
-    The held-out figures: ``metrics`` over every held-out row, ``per_set`` (each held-out set's)
-    and ``roles`` (the selection and report sets' mean and worst, where those sets are held out)."""
+    The held-out figures: ``metrics`` over every held-out row, ``per_set`` (each held-out set's),
+    ``roles`` (the selection and report sets' mean and worst, where those sets are held out) and
+    ``per_size`` (by the image's long side, where the model reads image statistics)."""
     _, val_idx, test_idx = split
     val_pred = predict(trainer, state, val, round_up(config.eval_batch_size, mesh))
     predictions = {"val": (paths[val_idx], val_pred, val["ssim"])}
-    figures = {"metrics": None, "per_set": None, "roles": None}
+    figures = {"metrics": None, "per_set": None, "roles": None, "per_size": None}
     if len(test_idx):
         test_pred = predict(trainer, state, test, round_up(config.eval_batch_size, mesh))
         predictions["test"] = (paths[test_idx], test_pred, test["ssim"])
@@ -221,6 +222,8 @@ def _score(trainer: Trainer, state, val: dict, test: dict, paths, sources, split
         per_set = per_set_metrics(test_pred, test["ssim"], sources[test_idx])
         if len(per_set) > 1:
             figures.update(per_set=per_set, roles=role_summary(per_set) or None)
+        if "stats" in test:  # the image's size is among its statistics
+            figures["per_size"] = per_size_metrics(test_pred, test["ssim"], long_sides(test["stats"]))
         m = figures["metrics"]
         log.info(f"held out: {config.test_source!r} ({len(test_idx)} images, never trained on): "
                  f"SRCC {m['srcc']:.4f}, PLCC {m['plcc']:.4f}, MAE {m['mae']:.4f}")
