@@ -192,7 +192,7 @@ def per_set_metrics(pred, target, sources) -> dict[str, dict]:
 
 # Bands of an image's long side (pixels) that held-out figures are broken down by: below 48 px
 # VTracer's clustering can merge or drop whole shapes, and the labels spread far more widely
-# (measured on the default run's held-out images: MAE 0.063 below 48 px against 0.009 from 200 px).
+# (the default run's 660 held-out images: MAE 0.063 and PLCC 0.64 below 48 px, 0.010 and 0.87 from 256 px).
 SIZE_BANDS = (48, 96, 256)
 
 
