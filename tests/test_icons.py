@@ -278,10 +278,12 @@ def test_default_run_trains_on_the_training_sets_scores_the_held_out_ones_and_ev
     assert set(result["per_source"]) == set(split["train"] + held_out)
     assert result["overall"]["count"] == 44 + 2 * len(held_out)
     assert {"srcc", "plcc", "krcc", "mae", "rmse"} <= set(result["overall"])
+    assert sum(m["count"] for m in result["per_size"].values()) == result["overall"]["count"]
     for name in held_out:
         assert result["per_source"][name]["srcc"] == pytest.approx(summary["test_per_set"][name]["srcc"], abs=1e-6)
     r = script("evaluate.py", "--checkpoint", out, "--data", Path(config["data"]["manifest"]).parent)
     assert r.returncode == 0 and r.stdout.splitlines()[0].split() == ["set", "n", "SRCC", "PLCC", "KRCC", "MAE", "RMSE"]
+    assert any(line.startswith("long side ") for line in r.stdout.splitlines())
 
     # An unknown held-out source, and no registry and no cache: one clear line each.
     r = script("train.py", "--icon-count", 44, "--held-out-per-set", 2, "--backbone", "tiny", "--test-source",

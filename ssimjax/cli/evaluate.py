@@ -1,7 +1,8 @@
 """Score a trained run on any labelled set: ssimjax evaluate --checkpoint RUN_DIR --data DATA [--json]
 
-Prints SRCC, PLCC, KRCC, MAE and RMSE overall and, when the manifest has a ``source`` column, per
-source. DATA is a manifest (CSV or JSON), a folder holding one, or a built-in set (icons, generated).
+Prints SRCC, PLCC, KRCC, MAE and RMSE overall, per source when the manifest has a ``source`` column,
+and by the image's long side (<48, 48-95, 96-255, >=256 px) when the model reads image statistics.
+DATA is a manifest (CSV or JSON), a folder holding one, or a built-in set (icons, generated).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
     from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT
     from ssimjax.data.manifest import DataError
     from ssimjax.data.npm import PackageError
-    from ssimjax.evaluate.metrics import quality_metrics
+    from ssimjax.evaluate.metrics import long_sides, per_size_metrics, quality_metrics
     from ssimjax.evaluate.predict import load_run
     from ssimjax.features.cache import default_cache_dir
     from ssimjax.features.inputs import build_inputs
@@ -49,6 +50,8 @@ def main(argv=None) -> int:
     result = {"checkpoint": str(args.checkpoint), "data": facts["manifest"], "overall": quality_metrics(pred, inputs["ssim"]),
               "per_source": {s: quality_metrics(pred[sources == s], inputs["ssim"][sources == s])
                              for s in sorted(set(sources) - {""})}}
+    if "stats" in inputs:  # the image's size is among its statistics
+        result["per_size"] = per_size_metrics(pred, inputs["ssim"], long_sides(inputs["stats"]))
     trained = run.facts.get("data", {})
     if trained.get("manifest_sha256") == facts["manifest_sha256"]:
         result["note"] = "this is the data the run trained on: only its test source, if any, was never seen"
@@ -56,7 +59,9 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{'set':22s} {'n':>6s} {'SRCC':>7s} {'PLCC':>7s} {'KRCC':>7s} {'MAE':>7s} {'RMSE':>7s}")
-    for name, m in [("overall", result["overall"]), *result["per_source"].items()]:
+    rows = [("overall", result["overall"]), *result["per_source"].items(),
+            *((f"long side {band}", m) for band, m in result.get("per_size", {}).items())]
+    for name, m in rows:
         print(f"{name:22s} {m['count']:6d} {m['srcc']:7.4f} {m['plcc']:7.4f} {m['krcc']:7.4f} {m['mae']:7.4f} "
               f"{m['rmse']:7.4f}")
     if "note" in result:
