@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT
     from ssimjax.data.manifest import DataError
     from ssimjax.data.npm import PackageError
-    from ssimjax.evaluate.metrics import long_sides, per_size_metrics, quality_metrics
+    from ssimjax.evaluate.metrics import quality_metrics, rows_by_size
     from ssimjax.evaluate.predict import load_run
     from ssimjax.features.cache import default_cache_dir
     from ssimjax.features.inputs import build_inputs
@@ -50,8 +50,9 @@ def main(argv=None) -> int:
     result = {"checkpoint": str(args.checkpoint), "data": facts["manifest"], "overall": quality_metrics(pred, inputs["ssim"]),
               "per_source": {s: quality_metrics(pred[sources == s], inputs["ssim"][sources == s])
                              for s in sorted(set(sources) - {""})}}
-    if "stats" in inputs:  # the image's size is among its statistics
-        result["per_size"] = per_size_metrics(pred, inputs["ssim"], long_sides(inputs["stats"]))
+    per_size = rows_by_size(pred, inputs)
+    if per_size:
+        result["per_size"] = per_size
     trained = run.facts.get("data", {})
     if trained.get("manifest_sha256") == facts["manifest_sha256"]:
         result["note"] = "this is the data the run trained on: only its test source, if any, was never seen"

@@ -198,9 +198,12 @@ SIZE_BANDS = (48, 96, 256)
 
 def long_sides(stats) -> np.ndarray:
     """Each row's long side in pixels from its image statistics (``log_pixels`` = log(w h) and
-    ``log_aspect`` = log(w / h), the first two of :data:`ssimjax.features.stats.STAT_NAMES`)."""
+    ``log_aspect`` = log(w / h) of :data:`ssimjax.features.stats.STAT_NAMES`)."""
+    from ssimjax.features.stats import STAT_NAMES
+
     stats = np.asarray(stats, np.float64)
-    return np.rint(np.exp((stats[:, 0] + np.abs(stats[:, 1])) / 2.0)).astype(int)
+    log_pixels, log_aspect = (stats[:, STAT_NAMES.index(n)] for n in ("log_pixels", "log_aspect"))
+    return np.rint(np.exp((log_pixels + np.abs(log_aspect)) / 2.0)).astype(int)
 
 
 def size_band(long_side: int, bands=SIZE_BANDS) -> str:
@@ -222,13 +225,17 @@ def per_size_metrics(pred, target, long_side, bands=SIZE_BANDS) -> dict[str, dic
     labels = np.array([size_band(int(v), bands) for v in np.asarray(long_side).ravel()])
     if labels.size != pred.size:
         raise ValueError(f"predictions ({pred.size}) and image sizes ({labels.size}) differ in length")
+    per_band = per_set_metrics(pred, target, labels)
     order = [size_band(v, bands) for v in (0, *bands)]
-    out = {}
-    for band in order:
-        m = labels == band
-        if m.any():
-            out[band] = dict(quality_metrics(pred[m], target[m]), bias=float(np.mean(pred[m] - target[m])))
-    return out
+    return {b: dict(per_band[b], bias=float(np.mean((pred - target)[labels == b]))) for b in order if b in per_band}
+
+
+def rows_by_size(pred, rows: dict) -> dict[str, dict] | None:
+    """:func:`per_size_metrics` of model-input ``rows`` (``ssim`` and ``stats``, where the image's
+    size is kept), or None where the model reads no image statistics."""
+    if "stats" not in rows:
+        return None
+    return per_size_metrics(pred, rows["ssim"], long_sides(rows["stats"]))
 
 
 def role_summary(per_set: dict[str, dict]) -> dict[str, dict]:

@@ -134,5 +134,5 @@ def write_summary(out: Path, result: FitResult, val_quality: dict, test: dict, t
         best_epoch=result.best_epoch + 1, epochs_completed=result.epochs_completed,
         stopped_early=result.stopped_early, best_val_metrics=result.best_val_metrics, val_quality=val_quality,
         test_source=config.test_source, test_metrics=test["metrics"], test_per_set=test["per_set"],
-        test_roles=test["roles"], test_per_size=test.get("per_size"), timings=timings, devices=devices,
+        test_roles=test["roles"], test_per_size=test["per_size"], timings=timings, devices=devices,
     ))

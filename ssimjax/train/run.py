@@ -16,7 +16,7 @@ import numpy as np
 
 from ssimjax.config import DEFAULT_DEMO_COUNT, DEFAULT_HELD_OUT_PER_SET, DEFAULT_ICON_COUNT, TrainConfig
 from ssimjax.data.manifest import split_rows
-from ssimjax.evaluate.metrics import long_sides, per_set_metrics, per_size_metrics, quality_metrics, role_summary
+from ssimjax.evaluate.metrics import per_set_metrics, quality_metrics, role_summary, rows_by_size
 from ssimjax.features.cache import default_cache_dir
 from ssimjax.features.inputs import backbone_hash, build_inputs
 from ssimjax.models.init import init_variables, with_training_start
@@ -222,8 +222,7 @@ def _score(trainer: Trainer, state, val: dict, test: dict, paths, sources, split
         per_set = per_set_metrics(test_pred, test["ssim"], sources[test_idx])
         if len(per_set) > 1:
             figures.update(per_set=per_set, roles=role_summary(per_set) or None)
-        if "stats" in test:  # the image's size is among its statistics
-            figures["per_size"] = per_size_metrics(test_pred, test["ssim"], long_sides(test["stats"]))
+        figures["per_size"] = rows_by_size(test_pred, test)
         m = figures["metrics"]
         log.info(f"held out: {config.test_source!r} ({len(test_idx)} images, never trained on): "
                  f"SRCC {m['srcc']:.4f}, PLCC {m['plcc']:.4f}, MAE {m['mae']:.4f}")
