@@ -58,6 +58,8 @@ def test_a_settings_run_writes_its_model_report_and_the_deployment_file(settings
     for m in summary["held_out"].values():
         assert m["logos"] >= 1 and m["settings_per_logo"] == 6  # the 5 candidates and the defaults
         assert 0 <= m["meets"] <= m["meets_within"] <= 1 and m["median_size_ratio"] > 0
+        # The search keeps the defaults unless a conversion really met the target: it always meets it.
+        assert m["search_meets"] == 1 and 1 <= m["search_mean_conversions"] <= 1 + m["search_tries"]
         assert m["median_recommend_seconds"] > 0
     lines = settings_run["stdout"].splitlines()
     report = next(i for i, line in enumerate(lines) if line.startswith("report sets"))
@@ -129,6 +131,26 @@ def test_recommend_chooses_verifies_and_agrees_with_the_python_function(settings
     assert text.returncode == 0 and text.stdout.startswith(f"{images[0]}: ") and "predicted: SSIM" in text.stdout
 
 
+def test_recommend_search_keeps_a_setting_that_really_meets_the_target(settings_run, tmp_path):
+    from ssimjax.evaluate.recommend import describe, recommend
+
+    images = sorted((settings_run["tmp"] / "cache" / "settings").glob("*seed4/images/*"))[:2]
+    r = _recommend(settings_run["env"], "--checkpoint", settings_run["run"], *images, "--search", "2", "--json",
+                   "--min-ssim", "0.9", "--svg-dir", tmp_path / "svg")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for path, res in out.items():
+        assert res["verified"] and 1 <= res["conversions"] <= 3
+        assert res["ssim"] >= min(0.9, res["default_ssim"]) and res["rgb_ssim"] >= min(0.9, res["default_rgb_ssim"])
+        assert res["bytes"] <= res["default_bytes"]
+        assert len((tmp_path / "svg" / f"{Path(path).stem}.svg").read_bytes()) == res["bytes"]
+    same = recommend(settings_run["run"], [str(p) for p in images], min_ssim=0.9, search=2)
+    assert [(v["params"], v["bytes"], v["conversions"]) for v in same.values()] == \
+        [(v["params"], v["bytes"], v["conversions"]) for v in out.values()]
+    key, res = next(iter(same.items()))
+    assert f"real: SSIM {res['ssim']:.4f}" in describe(key, res) and "settings converted" in describe(key, res)
+
+
 def _error(main, argv, capsys) -> tuple[int, str]:
     """A command run in this process: its exit code and the last line it wrote to stderr."""
     with pytest.raises(SystemExit) as e:
@@ -151,6 +173,8 @@ def test_bad_input_is_one_line_naming_what_is_wrong(settings_run, tmp_path, caps
     assert code == 1 and "not a finished settings run; settings_model.json is missing" in line
     code, line = _error(recommend_main, ["--checkpoint", run, "--min-ssim", "2", tmp_path / "broken.png"], capsys)
     assert code == 2 and "--min-ssim: must be in (0, 1]" in line
+    code, line = _error(recommend_main, ["--checkpoint", run, "--search", "-1", tmp_path / "broken.png"], capsys)
+    assert code == 2 and "--search: must be >= 0" in line
     flags = ["--vtracer-parameters", "--out", tmp_path / "x"]
     code, line = _error(train_main, flags + ["--epochs", "3"], capsys)
     assert code == 2 and "--epochs applies to the SSIM predictor's runs" in line
@@ -212,3 +236,31 @@ def test_the_evaluation_judges_a_choice_by_its_real_figures():
     assert not j["meets"] and j["meets_within"] and j["ssim_regret"] == 0
     j = judge_choice(ssim, rgb, size, default=0, chosen=3, min_ssim=0.95)
     assert not j["meets_within"] and j["size_ratio"] == 0.05
+
+
+def test_the_search_converts_the_most_promising_few_and_keeps_one_that_really_meets_the_target():
+    from ssimjax.models.setting_head import search_setting
+
+    # Real figures of five settings, the defaults (0) first; predictions 0.01 too high on every one.
+    real_ssim = np.asarray([0.96, 0.935, 0.955, 0.97, 0.951])
+    real_rgb = np.asarray([0.96, 0.99, 0.99, 0.99, 0.99])
+    real_size = np.asarray([100.0, 10.0, 30.0, 60.0, 20.0])
+    pred_ssim, pred_size = real_ssim + 0.01, real_size * 1.1
+    asked = []
+
+    def real(i):
+        asked.append(i)
+        return real_ssim[i], real_rgb[i], real_size[i]
+
+    # Anchored on the defaults' real SSIM the offset vanishes: setting 1 (0.935) lies beyond the
+    # slack, 4 is the smallest left and really meets 0.95, so the search stops there.
+    found, converted = search_setting(pred_ssim, real_rgb, pred_size, 0, real, tries=3, min_ssim=0.95)
+    assert (found, converted, asked) == (4, [0, 4], [0, 4])
+    # With a wider slack 1 is tried first, misses, and 4 is kept; one try only keeps the defaults.
+    assert search_setting(pred_ssim, real_rgb, pred_size, 0, real, 3, min_ssim=0.95, slack=0.02) == (4, [0, 1, 4])
+    assert search_setting(pred_ssim, real_rgb, pred_size, 0, real, 1, min_ssim=0.95, slack=0.02) == (0, [0, 1])
+    # The target is capped at the defaults': at 0.99 the smallest one at least as good as them.
+    assert search_setting(pred_ssim, real_rgb, pred_size, 0, real, 5, min_ssim=0.99)[0] == 3
+    # Within a size: the best real quality among those really within it.
+    assert search_setting(pred_ssim, real_rgb, pred_size, 0, real, 5, max_bytes=25)[0] == 4
+    assert search_setting(pred_ssim, real_rgb, pred_size, 0, real, 5, max_bytes=5)[0] == 1  # none fits: smallest

@@ -1,5 +1,6 @@
 """The VTracer setting to convert each logo with:
-ssimjax recommend --checkpoint RUN_DIR IMAGE... [--min-ssim X | --max-bytes N] [--verify] [--json] [--svg-dir DIR]"""
+ssimjax recommend --checkpoint RUN_DIR IMAGE... [--min-ssim X | --max-bytes N] [--verify] [--search N] [--json]
+                  [--svg-dir DIR]"""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def main(argv=None) -> int:
     target.add_argument("--max-bytes", type=float, metavar="N", help="the best quality whose SVG is at most N bytes")
     p.add_argument("--verify", action="store_true",
                    help="convert with the chosen setting and with the defaults and report the real figures")
+    p.add_argument("--search", type=int, default=0, metavar="N",
+                   help="convert the defaults and up to N candidates, most promising first, and keep the smallest "
+                   "SVG that really meets the target (or the best really within --max-bytes); implies --verify")
     p.add_argument("--svg-dir", metavar="DIR", help="write each image's SVG converted with its setting here")
     p.add_argument("--json", action="store_true", help="print one JSON object mapping each path to its result")
     args = p.parse_args(argv)
@@ -32,6 +36,8 @@ def main(argv=None) -> int:
         p.error(f"--min-ssim: must be in (0, 1] (got {args.min_ssim})")
     if args.max_bytes is not None and args.max_bytes <= 0:
         p.error(f"--max-bytes: must be > 0 (got {args.max_bytes})")
+    if args.search < 0:
+        p.error(f"--search: must be >= 0 (got {args.search})")
     _cli.enable_compilation_cache()
     _cli.setup_logging(verbose=False)
 
@@ -40,12 +46,13 @@ def main(argv=None) -> int:
 
     try:
         results = recommend(args.checkpoint, args.images, min_ssim=args.min_ssim, max_bytes=args.max_bytes,
-                            verify=args.verify, svg_dir=args.svg_dir)
+                            verify=args.verify, svg_dir=args.svg_dir, search=args.search)
     except (SettingsRunError, ValueError) as e:
         _cli.fail(str(e), 1)
     if args.json:
         print(json.dumps({k: {**{f: r[f] for f in JSON_KEYS}, "predicted_rgb_ssim": r["predicted_rgb_ssim"],
-                              "verified": r["verified"]} for k, r in results.items()}))
+                              "verified": r["verified"], **({"conversions": r["conversions"]} if args.search else {})}
+                          for k, r in results.items()}))
     else:
         for key, r in results.items():
             print(describe(key, r))

@@ -4,7 +4,10 @@
 predicted luminance and colour SSIM reach the target (capped at what VTracer's defaults are
 predicted to reach, plus the run's safety margin) at the smallest predicted SVG; or, with
 ``max_bytes``, the best predicted quality within that size. ``verify=True`` converts with the
-chosen setting and with the defaults and adds the real figures.
+chosen setting and with the defaults and adds the real figures. ``search=N`` converts the defaults
+and up to N candidates, in the order the predictions rank them, and keeps the smallest that really
+meets the target (:func:`ssimjax.models.setting_head.search_setting`): a few conversions instead of
+one per candidate, and the target always really met.
 """
 
 from __future__ import annotations
@@ -30,18 +33,20 @@ def _model_and_config(model_or_run):
 
 
 def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max_bytes: float | None = None,
-              verify: bool = False, margin: float | None = None, svg_dir: str | Path | None = None) -> dict:
+              verify: bool = False, margin: float | None = None, svg_dir: str | Path | None = None,
+              search: int = 0) -> dict:
     """``{key: result}`` for each image (a path, a PIL image or a uint8 array; the key is the path
     as given, or ``image N``). ``result``: ``params`` (the setting), ``predicted_ssim``,
     ``predicted_rgb_ssim``, ``predicted_bytes``, ``default_predicted_*``, ``seconds`` (the
     recommendation's time), and ``ssim``, ``rgb_ssim``, ``bytes``, ``default_ssim``,
     ``default_rgb_ssim``, ``default_bytes`` (real with ``verify``, else the predictions).
     ``min_ssim`` defaults to 0.95 unless ``max_bytes`` is given. With ``svg_dir`` the chosen
-    setting's SVG of each image is written there (``verify`` implied). Raises ValueError naming an
-    image that cannot be read."""
+    setting's SVG of each image is written there (``verify`` implied). With ``search`` (a number of
+    candidates, ``verify`` implied) the kept setting is the one the search found and ``conversions``
+    counts the settings converted. Raises ValueError naming an image that cannot be read."""
     from ssimjax.data.images import ImageError, as_image, to_rgb
     from ssimjax.data.vtsettings import conversion_labels, convert, default_setting, svg_labels
-    from ssimjax.models.setting_head import choose_setting
+    from ssimjax.models.setting_head import choose_setting, search_setting
 
     if min_ssim is not None and max_bytes is not None:
         raise ValueError("give one of min_ssim and max_bytes")
@@ -51,6 +56,8 @@ def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max
         raise ValueError(f"min_ssim must be in (0, 1] (got {min_ssim})")
     if max_bytes is not None and max_bytes <= 0:
         raise ValueError(f"max_bytes must be > 0 (got {max_bytes})")
+    if search < 0:
+        raise ValueError(f"search must be >= 0 (got {search})")
     model, run_margin = _model_and_config(model_or_run)
     margin = run_margin if margin is None else margin
     candidates = list(model.candidates)
@@ -76,7 +83,25 @@ def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max
         r.update(figures)
         r.update(default_ssim=r["default_predicted_ssim"], default_rgb_ssim=r["default_predicted_rgb_ssim"],
                  default_bytes=r["default_predicted_bytes"])
-        if verify or svg_dir is not None:
+        if search:
+            original = to_rgb(img)
+            svgs, labels = {}, {}
+
+            def real(j):
+                svgs[j] = convert(original, candidates[j])
+                labels[j] = svg_labels(original, svgs[j])[0]
+                return labels[j]["ssim"], labels[j]["rgb_ssim"], labels[j]["svg_bytes"]
+
+            c, converted = search_setting(pred["ssim"], pred["rgb_ssim"], pred["bytes"], d, real, search,
+                                          min_ssim=min_ssim, max_bytes=max_bytes)
+            r.update(params=dict(candidates[c]), predicted_ssim=float(pred["ssim"][c]),
+                     predicted_rgb_ssim=float(pred["rgb_ssim"][c]), predicted_bytes=int(round(float(pred["bytes"][c]))),
+                     ssim=labels[c]["ssim"], rgb_ssim=labels[c]["rgb_ssim"], bytes=labels[c]["svg_bytes"],
+                     default_ssim=labels[d]["ssim"], default_rgb_ssim=labels[d]["rgb_ssim"],
+                     default_bytes=labels[d]["svg_bytes"], verified=True, conversions=len(converted),
+                     seconds=time.perf_counter() - t)
+            svg = svgs[c]
+        elif verify or svg_dir is not None:
             original = to_rgb(img)
             svg = convert(original, candidates[c])
             chosen, _ = svg_labels(original, svg)
@@ -112,4 +137,6 @@ def describe(key: str, r: dict) -> str:
             f"{r['default_rgb_ssim']:.4f})")
     if r["verified"]:
         line += f"; predicted SSIM {r['predicted_ssim']:.4f}, {r['predicted_bytes']} bytes"
+    if "conversions" in r:
+        line += f"; {r['conversions']} settings converted"
     return line + (f"; wrote {r['svg']}" if "svg" in r else "")

@@ -3,7 +3,8 @@
 For each logo: how well the predictions rank its settings (within-logo SRCC of luminance SSIM,
 colour SSIM and size), what the recommendation at ``min_ssim`` really gives (does it meet the
 target, at what size against VTracer's defaults) against the oracle (the smallest setting that
-really meets it, chosen with hindsight), and how long the recommendation took.
+really meets it, chosen with hindsight), how long the recommendation took, and what the search
+(``ssimjax recommend --search N``) keeps and how many settings it converts, read from the real grid.
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ def _mean(values) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
-def evaluate_settings_model(model, rows: dict, min_ssim: float = 0.95, margin: float = 0.005) -> dict:
+def evaluate_settings_model(model, rows: dict, min_ssim: float = 0.95, margin: float = 0.005,
+                            search: int = 3) -> dict:
     """``{"metrics", "logos"}``: per logo of ``rows`` (:func:`ssimjax.data.vtsettings.read_settings_rows`,
     each logo converted with several settings, VTracer's defaults among them) the predictions and
-    their real outcome, and the means over logos."""
+    their real outcome, and the means over logos; ``search_*``: the same for the search with
+    ``search`` candidates, each conversion read from the rows."""
     from ssimjax.data.vtsettings import default_setting
-    from ssimjax.models.setting_head import choose_setting
+    from ssimjax.models.setting_head import choose_setting, search_setting
 
     logos = []
     for image in dict.fromkeys(rows["image"]):
@@ -69,11 +72,16 @@ def evaluate_settings_model(model, rows: dict, min_ssim: float = 0.95, margin: f
         chosen = choose_setting(pred["ssim"], pred["rgb_ssim"], pred["bytes"], d, min_ssim=min_ssim, margin=margin)
         seconds = time.perf_counter() - t
         ssim, rgb, size = rows["ssim"][idx], rows["rgb_ssim"][idx], np.exp(rows["log_bytes"][idx].astype(np.float64))
+        found, converted = search_setting(pred["ssim"], pred["rgb_ssim"], pred["bytes"], d,
+                                          lambda j: (ssim[j], rgb[j], size[j]), search, min_ssim=min_ssim)
+        searched = judge_choice(ssim, rgb, size, d, found, min_ssim)
         logos.append(dict(image=str(image), source=str(rows["source"][idx[0]]), seconds=seconds,
                           within_srcc_ssim=within_logo_srcc(pred["ssim"], ssim),
                           within_srcc_rgb_ssim=within_logo_srcc(pred["rgb_ssim"], rgb),
                           within_srcc_bytes=within_logo_srcc(pred["bytes"], size),
                           **judge_choice(ssim, rgb, size, d, chosen, min_ssim),
+                          search=dict(chosen=found, conversions=len(converted), meets=searched["meets"],
+                                      size_ratio=searched["size_ratio"]),
                           settings=len(idx), real=dict(ssim=ssim.tolist(), rgb_ssim=rgb.tolist(), bytes=size.tolist()),
                           predicted={k: np.asarray(v, np.float64).tolist() for k, v in pred.items()}))
     if not logos:
@@ -90,7 +98,10 @@ def evaluate_settings_model(model, rows: dict, min_ssim: float = 0.95, margin: f
         oracle_median_size_ratio=float(np.median([g["oracle_size_ratio"] for g in logos])),
         median_size_regret=float(np.median([g["size_regret"] for g in logos])),
         mean_ssim_regret=_mean([g["ssim_regret"] for g in logos]),
-        median_recommend_seconds=float(np.median([g["seconds"] for g in logos])))
+        median_recommend_seconds=float(np.median([g["seconds"] for g in logos])), search_tries=search,
+        search_meets=_mean([g["search"]["meets"] for g in logos]),
+        search_median_size_ratio=float(np.median([g["search"]["size_ratio"] for g in logos])),
+        search_mean_conversions=_mean([g["search"]["conversions"] for g in logos]))
     return {"metrics": metrics, "logos": logos}
 
 
@@ -100,7 +111,10 @@ def metric_line(m: dict) -> str:
             f"{m['within_srcc_bytes']:.3f}; at min-ssim {m['min_ssim']}: meets {100 * m['meets']:.0f} % "
             f"({100 * m['meets_within']:.0f} % within {TOLERANCE}), median size x{m['median_size_ratio']:.3f} "
             f"of the defaults' (oracle x{m['oracle_median_size_ratio']:.3f}); {m['median_recommend_seconds']:.2f} s "
-            f"per recommendation ({m['logos']} logos x {m['settings_per_logo']:.0f} settings)")
+            f"per recommendation ({m['logos']} logos x {m['settings_per_logo']:.0f} settings)"
+            + (f"; --search {m['search_tries']}: meets {100 * m['search_meets']:.0f} %, median size "
+               f"x{m['search_median_size_ratio']:.3f}, {m['search_mean_conversions']:.1f} settings converted"
+               if "search_meets" in m else ""))
 
 
 def plot_fronts(results: dict, path: Path, count: int = 4) -> Path:

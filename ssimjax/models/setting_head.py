@@ -94,6 +94,55 @@ def choose_setting(ssim, rgb_ssim, size, default: int = 0, min_ssim: float | Non
     return int(np.flatnonzero(within)[np.argmax(np.minimum(ssim, rgb_ssim)[within])])
 
 
+# How far below the target an anchored prediction may lie and still be worth converting: chosen on
+# the selection logos (docs/quality.md, "Issue 25: the search").
+SEARCH_SLACK = 0.01
+
+
+def search_setting(ssim, rgb_ssim, size, default: int, real, tries: int, min_ssim: float | None = None,
+                   max_bytes: float | None = None, slack: float = SEARCH_SLACK) -> tuple[int, list[int]]:
+    """``(index, converted)``: the setting to keep after converting the defaults and at most
+    ``tries`` more candidates, from each candidate's predicted luminance SSIM, colour SSIM and size.
+    ``real(i)`` gives setting ``i``'s real ``(ssim, rgb_ssim, bytes)`` (a conversion); ``converted``
+    lists the settings it was asked for, the defaults first.
+
+    The defaults' real figures fix the target (``min(min_ssim, defaults')``, as
+    :func:`choose_setting`) and anchor the predictions: each is moved by the defaults' real minus
+    predicted SSIM. With ``min_ssim``: the candidates predicted within ``slack`` of the target and
+    smaller than the defaults are converted from the smallest predicted up, and the first that
+    really meets the target is kept; the defaults if none does, so the kept setting always really
+    meets it. With ``max_bytes``: those predicted within the size, from the best predicted quality
+    down (the smallest predicted up where none is); kept is the best real ``min(SSIM, colour SSIM)``
+    among those really within it (the smallest converted if none is)."""
+    ssim, rgb_ssim, size = (np.asarray(a, np.float64) for a in (ssim, rgb_ssim, size))
+    if (min_ssim is None) == (max_bytes is None):
+        raise ValueError("give one of min_ssim and max_bytes")
+    default = int(default)
+    figures = {default: tuple(float(v) for v in real(default))}
+    d_ssim, d_rgb, d_bytes = figures[default]
+    ssim, rgb_ssim = ssim + (d_ssim - ssim[default]), rgb_ssim + (d_rgb - rgb_ssim[default])
+    others = np.flatnonzero(np.arange(len(size)) != default)
+    if min_ssim is not None:
+        t_l, t_c = min(min_ssim, d_ssim), min(min_ssim, d_rgb)
+        order = [int(i) for i in others[np.argsort(size[others], kind="stable")]
+                 if ssim[i] >= t_l - slack and rgb_ssim[i] >= t_c - slack and size[i] < size[default]]
+        for i in order[:tries]:
+            figures[i] = tuple(float(v) for v in real(i))
+            if figures[i][0] >= t_l and figures[i][1] >= t_c and figures[i][2] < d_bytes:
+                return i, list(figures)
+        return default, list(figures)
+    quality = np.minimum(ssim, rgb_ssim)
+    order = [int(i) for i in others[np.argsort(-quality[others], kind="stable")] if size[i] <= max_bytes]
+    if not order:  # none is predicted within the size: the smallest predicted ones
+        order = [int(i) for i in others[np.argsort(size[others], kind="stable")]]
+    for i in order[:tries]:
+        figures[i] = tuple(float(v) for v in real(i))
+    within = [i for i, f in figures.items() if f[2] <= max_bytes]
+    if within:
+        return max(within, key=lambda i: (min(figures[i][:2]), -figures[i][2])), list(figures)
+    return min(figures, key=lambda i: figures[i][2]), list(figures)
+
+
 def _hidden_and_cells(params: list, spec, x_uint8):
     """The map network's last hidden activations (N, h, w, C) and its predicted cells (N, h, w)."""
     from ssimjax.models.mapnet import map_net_hidden
