@@ -7,7 +7,9 @@ its long side is ``--size`` px. Per image, in one process on this machine: the r
 (decode, statistics, the map trunk once, every candidate scored, the choice), median of 3 after a
 warm-up; converting it with every candidate setting by VTracer alone (what finding the best by
 conversion costs at the least), and with rendering and SSIM too (what it costs to know which is
-best). Prints the medians over images and their ratios.
+best); and the search (``recommend --search N``, default 3: the recommendation, then the defaults
+and up to N candidates converted, rendered and scored), once. Prints the medians over images and
+their ratios.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
     p.add_argument("images", nargs="*", metavar="IMAGE")
     p.add_argument("--size", type=int, default=512, help="long side in pixels (default 512)")
     p.add_argument("--count", type=int, default=10, help="report logos when no IMAGE is given (default 10)")
+    p.add_argument("--search", type=int, default=3, metavar="N", help="candidates the search may convert (default 3)")
     p.add_argument("--cache-dir")
     args = p.parse_args(argv)
     from ssimjax.data.images import open_image, read_file
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
         rows = held_out_rows(SettingsRunConfig(held_out_count=cfg["held_out_count"],
                                                candidates=tuple(cfg["candidates"])), "report", args.cache_dir)
         paths = list(dict.fromkeys(rows["image"]))[:args.count]
-    rec, conv, full = [], [], []
+    rec, conv, full, found, converted = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         files = _resized(paths, args.size, Path(tmp))
         recommend(model, [str(files[0])])  # compiles the trunk and the per-setting layers once
@@ -76,13 +79,19 @@ def main(argv=None) -> int:
             img = open_image(read_file(f)[0]).convert("RGB")
             conv.append(_median_time(lambda: [convert(img, s) for s in model.candidates], 1))
             full.append(_median_time(lambda: [conversion_labels(img, s) for s in model.candidates], 1))
+            t = time.perf_counter()
+            converted.append(recommend(model, [str(f)], search=args.search)[str(f)]["conversions"])
+            found.append(time.perf_counter() - t)
             print(f"{paths[files.index(f)]}: recommendation {rec[-1]:.3f} s, converting {len(model.candidates)} "
-                  f"settings {conv[-1]:.2f} s (with rendering and SSIM {full[-1]:.2f} s)", flush=True)
-    r, c, f_ = np.median(rec), np.median(conv), np.median(full)
+                  f"settings {conv[-1]:.2f} s (with rendering and SSIM {full[-1]:.2f} s); --search {args.search} "
+                  f"{found[-1]:.2f} s ({converted[-1]} settings converted)", flush=True)
+    r, c, f_, s = np.median(rec), np.median(conv), np.median(full), np.median(found)
     print(f"at {args.size} px over {len(files)} images ({len(model.candidates)} candidate settings): recommendation "
           f"median {r:.3f} s; converting every setting median {c:.2f} s ({c / r:.1f}x the recommendation), with "
           f"rendering and SSIM {f_:.2f} s ({f_ / r:.1f}x); per-image ratios (conversion only) "
           f"{np.min(np.asarray(conv) / rec):.1f}-{np.max(np.asarray(conv) / rec):.1f}x")
+    print(f"--search {args.search}: median {s:.2f} s, {np.mean(converted):.1f} settings converted on average; "
+          f"converting, rendering and scoring every setting takes {f_ / s:.1f}x as long")
     return 0
 
 
