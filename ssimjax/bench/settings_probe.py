@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 KEYS = ("within_srcc_ssim", "within_srcc_rgb_ssim", "within_srcc_bytes", "meets", "meets_within",
-        "median_size_ratio", "oracle_median_size_ratio", "median_recommend_seconds")
+        "median_size_ratio", "oracle_median_size_ratio", "median_recommend_seconds", "search_meets",
+        "search_median_size_ratio", "search_mean_conversions")
 
 
 def head_rgb_within(model, rows: dict) -> float:
