@@ -72,7 +72,7 @@ class SettingRecommender(nn.Module):
         device = self.y_mean.device
         enc = self.candidates_encoded if settings is None else torch.from_numpy(encode_settings(settings))
         enc = enc.to(device)
-        stats = torch.from_numpy(image_statistics(pil)).to(device)[None]
+        stats = torch.from_numpy(image_statistics(pil, thumb=False)).to(device)[None]
         z = self.input_norm(stats)
         emb = self.image_mlp(z)
         head = self.setting_mlp(torch.cat([emb.expand(len(enc), -1), enc], 1)) * self.y_std + self.y_mean

@@ -53,6 +53,14 @@ def test_train_then_predict(tmp_path, small_dataset):
     assert r.returncode == 0, r.stderr
     assert len(json.loads((out / "history.json").read_text())["val_loss"]) == 4
 
+    # A run whose model reads other image statistics (an older ssimjax's) is refused by name.
+    config = json.loads((out / "config.json").read_text())
+    config["data"]["image_stats"] = "stats-v2"
+    (out / "config.json").write_text(json.dumps(config))
+    r = run("predict.py", "--checkpoint", out, images[0])
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "trained on image statistics stats-v2, but this ssimjax computes stats-v3" in r.stderr
+
 
 @pytest.mark.parametrize("args,message", [
     (["--epochs", "-1"], "--epochs: must be a whole number >= 1 (got -1)"),

@@ -108,3 +108,23 @@ def test_the_statistics_of_a_file_do_not_depend_on_how_it_is_opened(tmp_path):
     a = image_statistics(Image.open(path))
     b = image_statistics(Image.open(path).convert("RGB"))
     assert np.array_equal(a, b)
+
+
+def test_thumb_ssim_is_the_real_pipelines_ssim_on_a_thumbnail_of_the_image():
+    from ssimjax.data.labelling import conversion_ssim
+    from ssimjax.features.stats import THUMB_SIDE
+
+    small = shapes((THUMB_SIDE - 8, THUMB_SIDE - 20))  # already that small: the conversion's own SSIM
+    assert stats_of(small)["thumb_ssim"] == pytest.approx(conversion_ssim(small), abs=1e-6)
+    big = shapes((4 * THUMB_SIDE, 2 * THUMB_SIDE))
+    thumb = big.resize((THUMB_SIDE, THUMB_SIDE // 2), Image.LANCZOS)
+    assert stats_of(big)["thumb_ssim"] == pytest.approx(conversion_ssim(thumb), abs=1e-6)
+    # Noise is what VTracer loses most of; a flat image it keeps whole.
+    assert stats_of(noise((256, 256)))["thumb_ssim"] < 0.5 < stats_of(big)["thumb_ssim"] < 1.0
+    assert stats_of(flat((256, 256)))["thumb_ssim"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_long_thin_image_keeps_ssims_window_in_its_thumbnail_and_a_tinier_one_scores_one():
+    strip = shapes((1000, 30))  # 64 x 2 at the long side's scale: widened to SSIM's 11 px instead
+    assert 0.0 < stats_of(strip)["thumb_ssim"] <= 1.0
+    assert stats_of(flat((40, 6)))["thumb_ssim"] == 1.0

@@ -62,6 +62,21 @@ def test_a_damaged_statistics_entry_is_reported_and_recomputed(small_dataset, tm
     assert "image statistics: 0 computed, 24 from the cache" in caplog.messages
 
 
+def test_statistics_computed_over_both_cores_equal_those_computed_in_process(small_dataset, tmp_path, monkeypatch):
+    import ssimjax.features.inputs as inputs
+    from ssimjax.config import TrainConfig
+    from ssimjax.data.images import open_image, read_file
+    from ssimjax.features.stats import image_statistics
+    from ssimjax.train.state import Trainer, create_train_state
+
+    config = TrainConfig(backbone="tiny", hidden_dims=(16,), map_net=False)
+    trainer, state = Trainer.from_config(config), create_train_state(config)
+    monkeypatch.setattr(inputs, "PARALLEL_STATS_MIN", 2)  # 24 images: over two worker processes
+    got, _, _ = inputs.build_inputs(trainer, state.variables, small_dataset, tmp_path, False)
+    expected = np.stack([image_statistics(open_image(read_file(p)[0])) for p in got["path"]])
+    np.testing.assert_array_equal(got["stats"], expected)
+
+
 def test_backbone_features_are_cached_and_a_damaged_one_extracted_again(small_dataset, tmp_path, caplog):
     from ssimjax.config import TrainConfig
     from ssimjax.features.inputs import build_inputs

@@ -35,7 +35,7 @@ def head_rgb_within(model, rows: dict) -> float:
     vals = []
     for image in dict.fromkeys(rows["image"]):
         idx = np.flatnonzero(rows["image"] == image)
-        head = model.head_predictions(image_statistics(open_image(read_file(image)[0])),
+        head = model.head_predictions(image_statistics(open_image(read_file(image)[0]), thumb=False),
                                       encode_settings([rows["setting"][j] for j in idx]))
         vals.append(within_logo_srcc(head[:, 1], rows["rgb_ssim"][idx]))
     return _mean(vals)

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ssimjax.config import ConfigError, TrainConfig, load_config
-from ssimjax.features.stats import STAT_NAMES, image_inputs
+from ssimjax.features.stats import STAT_NAMES, STATS_VERSION, image_inputs
 from ssimjax.models.mapnet import MapModel, map_spec
 from ssimjax.train.checkpoint import CheckpointError, RunCheckpoints, load_map_net
 from ssimjax.train.fit import predict
@@ -39,6 +39,10 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         config, facts = load_config(run_dir / "config.json")
     except ConfigError as e:
         raise RunError(str(e)) from None
+    trained_on = (facts.get("data") or {}).get("image_stats")
+    if config.image_stats and trained_on not in (None, STATS_VERSION):
+        raise RunError(f"{run_dir}: trained on image statistics {trained_on}, but this ssimjax computes "
+                       f"{STATS_VERSION}; train it again, or use the ssimjax version that trained it")
     try:
         checkpoints = RunCheckpoints(run_dir, read_only=True, frozen_backbone=config.freeze_backbone)
     except CheckpointError as e:

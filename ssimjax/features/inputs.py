@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ssimjax.data.images import PREPROCESS_VERSION, ImageError, open_image, read_file, resize_224
+from ssimjax.data.labelling import iter_jobs
 from ssimjax.data.manifest import Problem, file_sha256, raise_for_problems, read_manifest
 from ssimjax.features.cache import ArrayCache, backbone_hash, feature_cache, stats_cache
 from ssimjax.features.stats import STATS_VERSION, image_statistics
@@ -111,8 +112,33 @@ class _ReadImages:
     images: dict = dataclasses.field(default_factory=dict)  # uint8 224x224 pixels where needed
     stats: dict = dataclasses.field(default_factory=dict)  # image statistics, cached or computed
     todo: list = dataclasses.field(default_factory=list)  # images whose features are to be extracted
+    stats_todo: dict = dataclasses.field(default_factory=dict)  # sha -> file bytes whose statistics are to compute
     stats_s: float = 0.0
     stats_computed: int = 0
+
+
+# From this many images on, statistics are computed over every core: each costs a conversion of
+# its thumbnail (thumb_ssim), and a worker process costs a few seconds to start.
+PARALLEL_STATS_MIN = 200
+
+
+def _file_statistics(job: tuple[str, bytes]) -> tuple[str, np.ndarray]:
+    sha, raw = job
+    return sha, image_statistics(open_image(raw))
+
+
+def _compute_stats(r: _ReadImages, scache: ArrayCache) -> None:
+    """The statistics of ``r.stats_todo``'s files, cached (over every core when there are many)."""
+    if not r.stats_todo:
+        return
+    t = time.perf_counter()
+    workers = None if len(r.stats_todo) >= PARALLEL_STATS_MIN else 1
+    for sha, values in iter_jobs(_file_statistics, list(r.stats_todo.items()), workers):
+        r.stats[sha] = values
+        scache.put(sha, values)
+    r.stats_s += time.perf_counter() - t
+    r.stats_computed += len(r.stats_todo)
+    r.stats_todo.clear()
 
 
 def _read_images(rows, frozen: bool, cache: ArrayCache | None, scache: ArrayCache | None) -> _ReadImages:
@@ -128,33 +154,30 @@ def _read_images(rows, frozen: bool, cache: ArrayCache | None, scache: ArrayCach
                 if cached is not None:
                     r.feats[sha] = cached
             need_image = sha not in r.images and (not frozen or (cache is not None and sha not in r.feats))
-            need_stats = scache is not None and sha not in r.stats
+            need_stats = scache is not None and sha not in r.stats and sha not in r.stats_todo
             if need_stats:
                 cached = scache.get(sha)
                 if cached is not None:
                     r.stats[sha], need_stats = cached, False
             if need_image or need_stats:
-                _decode(raw, sha, r, need_image, need_stats, cache is not None, scache)
+                _decode(raw, sha, r, need_image, need_stats, cache is not None)
         except ImageError as e:
             r.problems.append(Problem(row.where, str(row.image), str(e)))
             continue
         r.kept.append((row, sha))
+    if scache is not None:
+        _compute_stats(r, scache)
     return r
 
 
-def _decode(raw: bytes, sha: str, r: _ReadImages, need_image: bool, need_stats: bool, extract: bool,
-            scache: ArrayCache | None) -> None:
-    img = open_image(raw)
+def _decode(raw: bytes, sha: str, r: _ReadImages, need_image: bool, need_stats: bool, extract: bool) -> None:
+    img = open_image(raw)  # an unreadable file fails here, naming its row, before any statistics
     if need_image:
         r.images[sha] = resize_224(img)
         if extract:
             r.todo.append(sha)
     if need_stats:
-        t = time.perf_counter()
-        r.stats[sha] = image_statistics(img)
-        scache.put(sha, r.stats[sha])
-        r.stats_s += time.perf_counter() - t
-        r.stats_computed += 1
+        r.stats_todo[sha] = raw
 
 
 def _image_inputs(trainer: Trainer, variables: dict, r: _ReadImages, cache: ArrayCache | None) -> dict:

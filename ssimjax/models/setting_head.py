@@ -336,7 +336,7 @@ class SettingsModel:
         pil = as_image(img)
         settings = self.candidates if settings is None else settings
         encoded = encode_settings(settings)
-        stats = image_statistics(pil)
+        stats = image_statistics(pil, thumb=False)
         head = self.head_predictions(stats, encoded)
         curve = self.neighbour_curve(stats, settings)
         anchor = self.anchor_index(settings) if curve is not None else None

@@ -302,10 +302,11 @@ def held_out_rows(cfg: SettingsRunConfig, role: str, cache_dir, sources=None, lo
 
 
 def image_table(paths: Sequence[str], cache_dir) -> dict:
-    """``{path: statistics}`` (cached by the file's sha256, as every run caches them)."""
+    """``{path: statistics}``: the settings model's (:data:`ssimjax.features.stats.SETTINGS_STATS`),
+    cached by the file's sha256 as every run caches them."""
     from ssimjax.data.images import open_image, read_file
     from ssimjax.features.cache import stats_cache
-    from ssimjax.features.stats import image_statistics
+    from ssimjax.features.stats import SETTINGS_STATS, image_statistics
 
     cache = stats_cache(cache_dir)
     out = {}
@@ -315,7 +316,7 @@ def image_table(paths: Sequence[str], cache_dir) -> dict:
         if stats is None:
             stats = image_statistics(open_image(raw))
             cache.put(sha, stats)
-        out[path] = stats
+        out[path] = stats[:SETTINGS_STATS]
     return out
 
 
