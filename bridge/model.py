@@ -34,13 +34,13 @@ from ssimjax.features.stats import STAT_NAMES, STATS_CLIP, STATS_VERSION, image_
 from ssimjax.models.mapnet import score_from_cells
 
 FEATURE_DIM = 2048
-# Measured for issue 24 with the default run's model.pth on 540 icons of nine public icon sets that
-# no training row or design decision saw: the same model ranks them at SRCC 0.895 / PLCC 0.867 from
-# the files and at 0.729 / 0.663 from torchvision-preprocessed 224x224 tensors.
+# Measured with the default run's model.pth (2026-12-06, statistics stats-v3) on the report sets, which
+# no training row or design decision saw: SRCC 0.954 / PLCC 0.975 from the files, 0.584 / 0.468 from
+# torchvision-preprocessed 224x224 tensors (Resize((224, 224)), ToTensor, ImageNet Normalize).
 TENSOR_CALL_WARNING = (
     "predict_ssim got a preprocessed 224x224 tensor: this model measures the image at its own resolution, "
-    "which the resize hides (on unseen icon sets it ranked logos at SRCC 0.73 / PLCC 0.66 from such tensors "
-    "against 0.90 / 0.87 from the files); pass image paths, PIL images or uint8 arrays instead, "
+    "which the resize hides (on icon sets it never saw it ranked logos at SRCC 0.58 / PLCC 0.47 from such "
+    "tensors against 0.95 / 0.98 from the files); pass image paths, PIL images or uint8 arrays instead, "
     "e.g. model.predict_ssim(['logo.png']) or model.predict_ssim(np.asarray(Image.open('logo.png')))")
 DEFAULT_CONFIG = {
     "pretrained": False,
