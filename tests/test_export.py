@@ -255,7 +255,7 @@ def test_model_with_image_statistics_predicts_in_torch_what_predict_py_predicts(
     t = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
                             transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     tensor = torch.stack([t(Image.open(p).convert("RGB")) for p in paths[:2]])
-    expected = r"predict_ssim got a preprocessed 224x224 tensor.*SRCC 0\.73.*uint8 arrays"
+    expected = r"predict_ssim got a preprocessed 224x224 tensor.*SRCC 0\.58.*uint8 arrays"
     with pytest.warns(UserWarning, match=expected) as w:
         out = model.predict_ssim(tensor)
     assert len(w) == 1 and w[0].filename == __file__  # points at the caller's line
