@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssimjax.config import TrainConfig
+from ssimjax.features.stats import STAT_NAMES
 from ssimjax.train.progress import TIMING_KEYS
 from ssimjax.train.fit import fit
 from ssimjax.models.resnet import backbone_feature_dim
@@ -30,7 +31,7 @@ def main():
         rng = np.random.default_rng(seed)
         x = rng.normal(size=(n, D))
         y = 1 / (1 + np.exp(-x[:, :8].sum(1) / 3))
-        s = rng.normal(size=(n, 17))
+        s = rng.normal(size=(n, len(STAT_NAMES)))
         return {"features": x.astype(dtype), "ssim": y.astype(dtype), "stats": s.astype(dtype)}
 
 

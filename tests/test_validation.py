@@ -5,13 +5,14 @@ import pytest
 
 from ssimjax.config import TrainConfig
 from ssimjax.evaluate.cross_validation import ValidationError, cross_validate, cv_epoch, fold_splits, summarize
+from ssimjax.features.stats import STAT_NAMES
 
 rng = np.random.default_rng(0)
 
 
 def stats_inputs(n, seed=0):
     r = np.random.default_rng(seed)
-    x = r.normal(size=(n, 17)).astype(np.float32)
+    x = r.normal(size=(n, len(STAT_NAMES))).astype(np.float32)
     y = (1 / (1 + np.exp(-x[:, :4].sum(1) / 2))).astype(np.float32)
     return {"features": np.zeros((n, 0), np.float32), "stats": x, "ssim": y}
 
