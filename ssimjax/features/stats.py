@@ -56,7 +56,8 @@ STAT_NAMES = (
 # stats-v2): it was chosen and measured without it.
 SETTINGS_STATS = STAT_NAMES.index("thumb_ssim")
 
-# The thumbnail's long side: issue 24's selection sets (3 seeds) ranked best with 64 of 48, 64 and 96.
+# The thumbnail's long side, chosen for cost: on issue 24's selection sets every larger side ranked
+# better (48-192 px, docs/quality.md) because more images are then converted whole.
 THUMB_SIDE = 64
 # scikit-image's SSIM window (SSIM_SETTINGS["win_size"]): a thumbnail keeps at least this short side.
 _MIN_SIDE = 11
