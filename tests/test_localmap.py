@@ -6,7 +6,15 @@ import pytest
 from PIL import Image, ImageDraw
 
 from ssimjax.data.labelling import SSIM_MAP_BORDER, conversion_ssim, conversion_ssim_map
-from ssimjax.models.mapnet import MapNet, cell_targets, init_map_net, map_net_apply, map_scores, predict_maps
+from ssimjax.models.mapnet import (
+    MapNet,
+    cell_targets,
+    init_map_net,
+    map_net_apply,
+    map_scores,
+    predict_maps,
+    tile_size_for,
+)
 from ssimjax.train.mapnet import map_loss, map_loss_and_grad, train_map_net
 
 
@@ -52,6 +60,26 @@ def test_tiled_prediction_equals_the_whole_image(cell):
     assert tiled.shape == whole.shape == (-(-h // cell), -(-w // cell))
     assert np.abs(tiled - whole).max() < 1e-5
     assert whole.std() > 1e-3
+
+
+def test_tiles_of_each_images_own_size_give_the_whole_images_map():
+    """Each image cut into the tile size that costs least (one run mixes sizes): every map equals
+    the whole image's."""
+    spec = MapNet(channels=4, dilations=(1, 2, 1))
+    params = init_map_net(spec, seed=5)
+    params[-1]["w"] = params[-1]["w"] * 100
+    sizes = [(9, 14), (40, 33), (75, 53), (130, 300), (600, 410)]
+    images = [np.asarray(logo(i, size)) for i, size in enumerate(sizes)]
+    assert len({tile_size_for(*img.shape[:2], spec.margin) for img in images}) >= 3
+    m = spec.margin
+    for img, tiled in zip(images, predict_maps(params, spec, images)):
+        h, w = img.shape[:2]
+        even = np.pad(img, ((0, -h % 2), (0, -w % 2), (0, 0)), mode="edge")
+        x = np.pad(even, ((m, m), (m, m), (0, 0)), mode="edge")[None] / 255.0
+        np.testing.assert_allclose(tiled, np.asarray(map_net_apply(params, spec, x))[0], atol=1e-5)
+    # The default network's margin (20 px): a small logo takes one 32 px tile, a large one 256 px tiles.
+    assert tile_size_for(24, 24, MapNet().margin) == 32
+    assert tile_size_for(1024, 700, MapNet().margin) == 256
 
 
 def test_micro_batches_give_the_whole_batch_gradient():

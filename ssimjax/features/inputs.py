@@ -133,7 +133,9 @@ def _compute_stats(r: _ReadImages, scache: ArrayCache) -> None:
         return
     t = time.perf_counter()
     workers = None if len(r.stats_todo) >= PARALLEL_STATS_MIN else 1
-    for sha, values in iter_jobs(_file_statistics, list(r.stats_todo.items()), workers):
+    # Largest files first, in small chunks: no worker is left with a long tail while the other idles.
+    jobs = sorted(r.stats_todo.items(), key=lambda job: -len(job[1]))
+    for sha, values in iter_jobs(_file_statistics, jobs, workers, chunks_per_worker=64):
         r.stats[sha] = values
         scache.put(sha, values)
     r.stats_s += time.perf_counter() - t

@@ -125,35 +125,74 @@ def apply_uint8(params, spec: MapNet, x_uint8):
 # One compiled forward per network shape and tile batch, kept across calls.
 _forward = jax.jit(apply_uint8, static_argnums=1)
 
-
-def tile_batches(images: Sequence[np.ndarray], spec: MapNet, tile: int, batch: int):
-    """``(part, x)`` for every ``batch`` tiles of the images: ``part`` lists each tile's ``(image
-    index, y0, x0)``, ``x`` (batch, tile + 2 margin, tile + 2 margin, 3) holds the tiles with their
-    context, the last batch padded with zeros (one compiled shape)."""
-    jobs = [(k, y0, x0) for k, img in enumerate(images)
-            for y0 in range(0, img.shape[0], tile) for x0 in range(0, img.shape[1], tile)]
-    for start in range(0, len(jobs), batch):
-        part = jobs[start:start + batch]
-        x = np.stack([crop(images[k], y0, x0, tile, spec.margin) for k, y0, x0 in part])
-        if len(part) < batch:
-            x = np.concatenate([x, np.zeros((batch - len(part),) + x.shape[1:], x.dtype)])
-        yield part, x
+# The tile sizes prediction chooses from, each with its batch. XLA's CPU convolutions run at about
+# the same speed per input pixel at every size (slightly faster on small tiles, whose working set
+# fits the caches), so each image takes the size that computes the fewest pixels, its margins and
+# the part of its last tiles beyond the image included: a 24 px logo one 32 px tile, a 1024 px one
+# sixteen 256 px tiles. A few compiled shapes in all.
+TILE_BATCHES = {32: 16, 64: 8, 128: 4, 256: 1}
 
 
-def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile: int = 128,
+def tile_size_for(height: int, width: int, margin: int, sizes=tuple(TILE_BATCHES)) -> int:
+    """The tile size of ``sizes`` that computes the fewest pixels for a ``height`` x ``width`` image."""
+    return min(sizes, key=lambda t: (-(-height // t)) * (-(-width // t)) * (t + 2 * margin) ** 2)
+
+
+def tile_batches(images: Sequence[np.ndarray], spec: MapNet, tile: int | None = None, batch: int = 4):
+    """``(tile, part, x)`` for every batch of tiles of the images: ``part`` lists each tile's
+    ``(image index, y0, x0)``, ``x`` (batch, tile + 2 margin, tile + 2 margin, 3) holds the tiles
+    with their context (the image's edge pixels extended beyond it), the last batch of each size
+    padded with zeros. Each image is cut into tiles of :func:`tile_size_for`'s size, batched as
+    :data:`TILE_BATCHES` says; or, given ``tile``, every image into ``tile`` px tiles, ``batch``
+    at a time (one compiled shape)."""
+    m = spec.margin
+    if tile is None:
+        groups: dict[int, list[int]] = {}
+        for k, img in enumerate(images):
+            groups.setdefault(tile_size_for(*img.shape[:2], m), []).append(k)
+        plan = [(t, TILE_BATCHES[t], groups[t]) for t in sorted(groups)]
+    else:
+        plan = [(tile, batch, list(range(len(images))))]
+    for t, b, indices in plan:
+        part, tiles = [], []
+        for k in indices:
+            h, w = images[k].shape[:2]
+            padded = np.pad(images[k], ((m, m + -h % t), (m, m + -w % t), (0, 0)), mode="edge")
+            for y0 in range(0, h, t):
+                for x0 in range(0, w, t):
+                    part.append((k, y0, x0))
+                    tiles.append(padded[y0:y0 + t + 2 * m, x0:x0 + t + 2 * m])
+                    if len(part) == b:
+                        yield t, part, np.stack(tiles)
+                        part, tiles = [], []
+        if part:
+            x = np.stack(tiles)
+            yield t, part, np.concatenate([x, np.zeros((b - len(part),) + x.shape[1:], x.dtype)])
+
+
+def predict_maps(params: list, spec: MapNet, images: Sequence[np.ndarray], tile: int | None = None,
                  batch: int = 4) -> list[np.ndarray]:
     """The predicted per-cell SSIM map of each uint8 RGB image, (ceil(H/cell), ceil(W/cell)),
-    computed tile by tile (one compiled shape; a few tiles per call, as XLA's CPU convolutions
-    are fastest per pixel on a small working set)."""
+    computed tile by tile (:func:`tile_batches`; the tiles carry their context, so the result is
+    the whole image's)."""
     c = spec.cell
-    if tile % c:
+    if tile is not None and tile % c:
         raise ValueError(f"tile must be a multiple of the cell, {c} (got {tile})")
     maps = [np.zeros((-(-img.shape[0] // c), -(-img.shape[1] // c)), np.float32) for img in images]
-    for part, x in tile_batches(images, spec, tile, batch):
-        out = np.asarray(_forward(params, spec, x))
-        for (k, y0, x0), cells in zip(part, out):
-            dst = maps[k][y0 // c:y0 // c + tile // c, x0 // c:x0 // c + tile // c]
+
+    def place(t, part, out):
+        for (k, y0, x0), cells in zip(part, np.asarray(out)):
+            dst = maps[k][y0 // c:y0 // c + t // c, x0 // c:x0 // c + t // c]
             dst[...] = cells[:dst.shape[0], :dst.shape[1]]
+
+    pending = None
+    for t, part, x in tile_batches(images, spec, tile, batch):
+        out = _forward(params, spec, x)  # dispatched: it runs while the next batch is cut
+        if pending is not None:
+            place(*pending)
+        pending = (t, part, out)
+    if pending is not None:
+        place(*pending)
     return maps
 
 
@@ -176,15 +215,23 @@ class MapModel:
         return map_scores(self.params, self.spec, images)
 
 
-def score_files(model: MapModel, paths: Sequence[str | Path], chunk: int = 64) -> np.ndarray:
-    """The map score of each image file, decoded ``chunk`` at a time."""
-    out = [model.score([rgb_pixels(open_image(read_file(p)[0])) for p in paths[i:i + chunk]])
-           for i in range(0, len(paths), chunk)]
+def score_files(model: MapModel, paths: Sequence[str | Path], chunk: int = 256, decoded: dict | None = None
+                ) -> np.ndarray:
+    """The map score of each image file, decoded ``chunk`` at a time; ``decoded`` maps paths (as
+    ``str``) to pixels already decoded (:func:`ssimjax.data.images.rgb_pixels`), used as they are."""
+    decoded = decoded or {}
+
+    def pixels(p):
+        hit = decoded.get(str(p))
+        return hit if hit is not None else rgb_pixels(open_image(read_file(p)[0]))
+
+    out = [model.score([pixels(p) for p in paths[i:i + chunk]]) for i in range(0, len(paths), chunk)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def with_map_scores(stats: np.ndarray, paths: Sequence[str | Path], model: MapModel) -> np.ndarray:
-    """Image statistics (N, S) of the image files ``paths`` with each one's map score appended."""
-    return np.concatenate([stats, score_files(model, list(paths))[:, None]], axis=1).astype(np.float32)
-
-
+def with_map_scores(stats: np.ndarray, paths: Sequence[str | Path], model: MapModel, decoded: dict | None = None
+                    ) -> np.ndarray:
+    """Image statistics (N, S) of the image files ``paths`` with each one's map score appended
+    (``decoded``: :func:`score_files`')."""
+    scores = score_files(model, list(paths), decoded=decoded)
+    return np.concatenate([stats, scores[:, None]], axis=1).astype(np.float32)

@@ -155,7 +155,8 @@ _hidden_forward = jax.jit(_hidden_and_cells, static_argnums=1)
 MAP_FEATURE_QUANTILES = (0.05, 0.25, 0.5)
 
 
-def map_features(params: list, spec, images: Sequence[np.ndarray], tile: int = 128, batch: int = 4) -> np.ndarray:
+def map_features(params: list, spec, images: Sequence[np.ndarray], tile: int | None = None, batch: int = 4
+                 ) -> np.ndarray:
     """float32 (N, 2 C + 1 + len(MAP_FEATURE_QUANTILES)) per uint8 RGB image, read once: the mean and
     the max over the image's cells of each of the map network's C last hidden channels (where in the
     image the network sees thin parts, speckles, gradients), and the mean and quantiles of its
@@ -165,11 +166,11 @@ def map_features(params: list, spec, images: Sequence[np.ndarray], tile: int = 1
     c = spec.cell
     hidden = [[] for _ in images]
     cells = [[] for _ in images]
-    for part, x in tile_batches(images, spec, tile, batch):
+    for t, part, x in tile_batches(images, spec, tile, batch):
         h, out = (np.asarray(a) for a in _hidden_forward(params, spec, x))
         for (k, y0, x0), hk, ok in zip(part, h, out):
-            rows = -(-min(tile, images[k].shape[0] - y0) // c)
-            cols = -(-min(tile, images[k].shape[1] - x0) // c)
+            rows = -(-min(t, images[k].shape[0] - y0) // c)
+            cols = -(-min(t, images[k].shape[1] - x0) // c)
             hidden[k].append(hk[:rows, :cols].reshape(-1, hk.shape[-1]))
             cells[k].append(ok[:rows, :cols].reshape(-1))
     feats = []
@@ -224,7 +225,7 @@ def _cells_per_setting(params: dict, hidden, encoded):
                                                                                         one.shape[0]))))(encoded)
 
 
-def conditioned_scores(params: dict, spec, image: np.ndarray, encoded: np.ndarray, tile: int = 128,
+def conditioned_scores(params: dict, spec, image: np.ndarray, encoded: np.ndarray, tile: int | None = None,
                        batch: int = 4) -> np.ndarray:
     """(K,): a uint8 RGB image's predicted SSIM under each of K encoded settings, each setting's
     cells averaged as scikit-image averages the real map. The trunk runs once per tile; each
@@ -236,10 +237,10 @@ def conditioned_scores(params: dict, spec, image: np.ndarray, encoded: np.ndarra
     weight = cell_weights(h, w, c)
     total = np.zeros(len(encoded))
     encoded = np.asarray(encoded, np.float32)
-    for part, x in tile_batches([image], spec, tile, batch):
+    for t, part, x in tile_batches([image], spec, tile, batch):
         cells = np.asarray(_cells_per_setting(params, _trunk_forward(params, spec, x), encoded))
         for b, (_, y0, x0) in enumerate(part):
-            wt = weight[y0 // c:y0 // c + tile // c, x0 // c:x0 // c + tile // c]
+            wt = weight[y0 // c:y0 // c + t // c, x0 // c:x0 // c + t // c]
             total += (cells[:, b, :wt.shape[0], :wt.shape[1]] * wt).sum((1, 2))
     return (total / max(weight.sum(), 1.0)).astype(np.float32)
 

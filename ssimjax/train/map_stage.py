@@ -36,6 +36,7 @@ def map_score_stage(plan: RunPlan, trainer: Trainer, variables: dict, inputs: di
     extra_paths, extra = synthetic_rows(config, trainer, variables, cache_dir, weights_sha, len(train_paths))
     timings = {"synthetic_s": time.perf_counter() - t0}
     t0 = time.perf_counter()
+    decoded = {}  # the training images' pixels, decoded once for training and scoring
     if map_net_dir(plan.out).exists():  # trained before the run was interrupted
         try:
             map_model = load_map_net(plan.out, map_spec(config))
@@ -50,16 +51,18 @@ def map_score_stage(plan: RunPlan, trainer: Trainer, variables: dict, inputs: di
         try:
             map_model = fit_map_model(list(train_paths) + extra_paths, map_spec(config), cache_dir,
                                       steps, config.seed, log=log.info, crop_size=config.map_crop,
-                                      checkpoints=checkpoints)
+                                      checkpoints=checkpoints, decoded=decoded)
         finally:
             checkpoints.close()
         save_map_net(plan.out, map_model)  # frozen from here on
         checkpoints.remove()
         timings.update(map_net_train_s=time.perf_counter() - t0, map_net_steps=steps)
     t0 = time.perf_counter()
-    inputs = dict(inputs, stats=with_map_scores(inputs["stats"], paths, map_model))
+    inputs = dict(inputs, stats=with_map_scores(inputs["stats"], paths, map_model, decoded))
     if extra is not None:
-        extra = dict(extra, stats=with_map_scores(extra["stats"], extra_paths[:len(extra["ssim"])], map_model))
+        extra = dict(extra, stats=with_map_scores(extra["stats"], extra_paths[:len(extra["ssim"])], map_model,
+                                                  decoded))
+    del decoded
     timings["map_net_score_s"] = time.perf_counter() - t0
     return map_model, inputs, extra, timings
 

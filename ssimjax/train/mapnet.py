@@ -178,9 +178,14 @@ def train_map_model(pixels: Sequence[np.ndarray], maps: Sequence[np.ndarray | No
 
 
 def fit_map_model(paths: Sequence[str | Path], spec: MapNet, cache_dir: str | Path, steps: int = MAP_STEPS,
-                  seed: int = 0, log=None, crop_size: int = MAP_CROP, checkpoints=None) -> MapModel:
+                  seed: int = 0, log=None, crop_size: int = MAP_CROP, checkpoints=None, decoded: dict | None = None
+                  ) -> MapModel:
     """A map network trained on the image files ``paths`` (the training rows) and their real SSIM
-    maps (:func:`cached_ssim_maps`), continued from and saved to ``checkpoints`` when given."""
+    maps (:func:`cached_ssim_maps`), continued from and saved to ``checkpoints`` when given. Given
+    a dict ``decoded``, each file's decoded pixels are left there by path (``str``), for scoring
+    without decoding again."""
     pixels, shas = read_pixels_and_shas(paths)
+    if decoded is not None:
+        decoded.update(zip(map(str, paths), pixels))
     return train_map_model(pixels, cached_ssim_maps(paths, shas, cache_dir, log), spec, steps, seed, log, paths,
                            crop_size, checkpoints)
