@@ -56,7 +56,7 @@ def test_the_map_network_steps_scale_with_the_training_images():
 
     auto = TrainConfig()
     assert map_steps_for(auto, 32) == MAP_MIN_STEPS  # a 40-image set: seconds, not minutes
-    assert map_steps_for(auto, 1000) == 2000 and map_steps_for(auto, 2400) == 4800
+    assert map_steps_for(auto, 1000) == 1000 and map_steps_for(auto, 2396) == 2396
     assert map_steps_for(auto, 100_000) == MAP_STEPS
     assert map_steps_for(TrainConfig(map_steps=20), 100_000) == 20
     with pytest.raises(ConfigError, match="map_steps: must be a whole number >= 1"):
