@@ -56,7 +56,8 @@ def test_tiled_prediction_equals_the_whole_image(cell):
     h, w = img.shape[:2]
     even = np.pad(img, ((0, -h % cell), (0, -w % cell), (0, 0)), mode="edge")
     m = spec.margin
-    whole = np.asarray(map_net_apply(params, spec, np.pad(even, ((m, m), (m, m), (0, 0)), mode="edge")[None] / 255.0))[0]
+    x = np.pad(even, ((m, m), (m, m), (0, 0)), mode="edge")[None] / 255.0
+    whole = np.asarray(map_net_apply(params, spec, x))[0]
     assert tiled.shape == whole.shape == (-(-h // cell), -(-w // cell))
     assert np.abs(tiled - whole).max() < 1e-5
     assert whole.std() > 1e-3
