@@ -62,7 +62,6 @@ def map_score_stage(plan: RunPlan, trainer: Trainer, variables: dict, inputs: di
     if extra is not None:
         extra = dict(extra, stats=with_map_scores(extra["stats"], extra_paths[:len(extra["ssim"])], map_model,
                                                   decoded))
-    del decoded
     timings["map_net_score_s"] = time.perf_counter() - t0
     return map_model, inputs, extra, timings
 
