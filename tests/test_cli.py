@@ -1,27 +1,32 @@
 """The command-line scripts end to end, as a user runs them, on a small made data set."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from inprocess import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--backbone", "tiny", "--hidden-dims", "32,16", "--batch-size", "8", "--map-steps", "20"]
 
 
 def run(script, *args, env=None):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600,
-    )
+    """The script's command in this process (tests/inprocess.py): its exit code, stdout, stderr."""
+    return run_cli(script, *args, env=env)
+
+
+def run_process(script, *args):
+    """The script in a process of its own, as a user starts it (nothing else on stderr)."""
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_train_then_predict(tmp_path, small_dataset):
     out = tmp_path / "run"
-    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "3", "--no-report", *TINY)  # report: test_report
+    # (the report: test_report)
+    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "3", "--no-report", *TINY)
     assert r.returncode == 0, r.stderr
     assert "best epoch" in r.stdout
     assert "Epoch   1/3 | Train Loss:" in r.stderr  # one log line per epoch, as the plan
@@ -96,8 +101,8 @@ def test_invalid_rows_fail_listing_them_or_are_skipped(tmp_path, small_dataset):
         for line in ("line 26 (images/demo_00000.png): ssim 1.7 is outside [0, 1]",
                      "line 27 (images/nope.png): image file not found", "line 28", "cannot read image"):
             assert line in r.stderr, r.stderr
-        r = run("train.py", "--data", manifest, "--out", tmp_path / "r2", "--epochs", "1", "--skip-invalid", "--no-report",
-                *TINY)
+        r = run("train.py", "--data", manifest, "--out", tmp_path / "r2", "--epochs", "1", "--skip-invalid",
+                "--no-report", *TINY)
         assert r.returncode == 0, r.stderr
         assert "skipped 3 invalid rows, training on 24 valid ones" in r.stderr
         data = json.loads((tmp_path / "r2" / "config.json").read_text())["data"]
@@ -131,6 +136,6 @@ def test_predict_given_something_that_is_not_a_run_says_so_in_one_line(tmp_path)
     cases = [(image, "not a run folder"), (tmp_path / "nowhere", "no such run folder"),
              (tmp_path / "plain", "not a valid ssimjax config.json")]
     for checkpoint, message in cases:
-        r = run("predict.py", "--checkpoint", checkpoint, image)
+        r = run_process("predict.py", "--checkpoint", checkpoint, image)
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr

@@ -2,14 +2,12 @@
 predicts; training starts from torchvision-format weights."""
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from inprocess import run_cli
 from PIL import Image
 
 torch = pytest.importorskip("torch")
@@ -21,8 +19,8 @@ DOCUMENTED_CONFIG_KEYS = {"pretrained", "freeze_backbone", "feature_dim", "hidde
 
 
 def run(script, *args, env=None):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=900)
+    """The script's command in this process (tests/inprocess.py): its exit code, stdout, stderr."""
+    return run_cli(script, *args, env=env)
 
 
 def save_random_resnet50(path):

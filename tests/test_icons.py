@@ -231,18 +231,16 @@ def publish_every_source(registry):
 
 def test_default_run_trains_on_the_training_sets_scores_the_held_out_ones_and_evaluate_agrees(tmp_path):
     import os
-    import subprocess
-    import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    from inprocess import run_cli
+
     publish_every_source(tmp_path / "registry")
     env = {**os.environ, "SSIMJAX_NPM_REGISTRY": (tmp_path / "registry").as_uri(),
            "SSIMJAX_CACHE_DIR": str(tmp_path / "cache")}
 
-    def script(name, *args):
-        return subprocess.run([sys.executable, str(root / "scripts" / name), *map(str, args)], capture_output=True,
-                              text=True, env=env, timeout=600)
+    def script(name, *args):  # in this process (tests/inprocess.py)
+        return run_cli(name, *args, env=env)
 
     from ssimjax.data.sets import split_sets
 

@@ -127,9 +127,6 @@ def test_compare_models_runs_the_map_candidate(small_dataset, tmp_path):
     """(g) end to end on a tiny two-source set: maps computed once and cached, a score per source."""
     import csv
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
     with open(small_dataset / "labels.csv") as f:
         rows = list(csv.DictReader(f))
@@ -139,11 +136,11 @@ def test_compare_models_runs_the_map_candidate(small_dataset, tmp_path):
         w.writerow(["image", "ssim", "source"])
         for i, r in enumerate(rows):
             w.writerow([str(small_dataset / r["image"]), r["ssim"], "ab"[i % 2]])
-    script = Path(__file__).resolve().parent.parent / "scripts" / "compare_models.py"
+    from inprocess import run_cli
+
     cache = tmp_path / "cache"  # its own: other tests' runs cache maps of these images too
-    cmd = [sys.executable, str(script), "--data", str(manifest), "--candidates", "e,g", "--map-steps", "4",
-           "--map-channels", "4", "--map-extra", "5", "--json", str(tmp_path / "out.json"), "--cache-dir", str(cache)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    r = run_cli("compare_models.py", "--data", manifest, "--candidates", "e,g", "--map-steps", "4",
+                "--map-channels", "4", "--map-extra", "5", "--json", tmp_path / "out.json", "--cache-dir", cache)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"SSIM maps of {len(rows)} images computed" in r.stdout
     out = json.loads((tmp_path / "out.json").read_text())

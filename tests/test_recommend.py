@@ -13,21 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inprocess import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--settings-count", "6", "--settings-k", "3", "--settings-grid-count", "2", "--settings-held-out", "3",
          "--head-epochs", "3", "--cond-map-steps", "60"]
 
 
-def _train(env, out, *extra, timeout=400):
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--vtracer-parameters", "--out", str(out), *FLAGS,
-           *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+def _train(env, out, *extra):
+    """``train.py --vtracer-parameters`` in this process (tests/inprocess.py)."""
+    return run_cli("train.py", "--vtracer-parameters", "--out", out, *FLAGS, *extra, env=env)
 
 
 def _recommend(env, *args):
-    cmd = [sys.executable, str(ROOT / "scripts" / "recommend.py"), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return run_cli("recommend.py", *args, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +83,12 @@ def test_a_killed_settings_run_continues_to_the_same_model(settings_run):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "settings_model.json").exists(), "the run ended before it could be killed"
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    flags = ["--candidates", settings_run["candidates"], "--no-report", "--no-export"]
+    r = _train(env, out, *flags)
     assert r.returncode == 1 and "already holds a settings run; continue it with --resume" in r.stderr
-    r = subprocess.run(cmd + ["--resume", "--cond-map-steps", "61"], capture_output=True, text=True, env=env)
+    r = _train(env, out, *flags, "--resume", "--cond-map-steps", "61")
     assert r.returncode == 1 and "--resume cannot change cond_steps" in r.stderr.splitlines()[-1]
-    r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=300)
+    r = _train(env, out, *flags, "--resume")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "continuing from its checkpoint at step" in r.stderr
     a, b = load_settings_model(settings_run["run"]), load_settings_model(out)

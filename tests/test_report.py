@@ -6,10 +6,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from inprocess import run_cli
 from PIL import Image
 
 from ssimjax.evaluate.analysis import analyze_feature_importance, validate_robustness
@@ -111,8 +111,8 @@ def test_robustness_and_feature_importance(tiny_config):
 
 
 def run_script(name, *args):
-    return subprocess.run([sys.executable, f"scripts/{name}", *map(str, args)], capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(__file__)) or ".", timeout=600)
+    """The script's command in this process (tests/inprocess.py)."""
+    return run_cli(name, *args)
 
 
 def test_cross_validate_and_analyze_scripts(reported_run, small_dataset, tmp_path):

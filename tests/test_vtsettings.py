@@ -85,23 +85,19 @@ def test_a_settings_set_is_reproducible_over_workers_cached_and_keeps_each_map(r
 
 
 def test_make_dataset_builds_a_settings_set_from_the_command_line(tmp_path):
-    import os
-    import subprocess
-    import sys
-
+    from inprocess import run_cli
     from test_icons import publish_every_source
 
     publish_every_source(tmp_path / "registry")
-    env = {**os.environ, "SSIMJAX_NPM_REGISTRY": (tmp_path / "registry").as_uri()}
-    cmd = [sys.executable, "-m", "ssimjax", "make-dataset", "--out", str(tmp_path / "set"), "--count", "2",
-           "--sets", "unjs", "--cache-dir", str(tmp_path / "cache")]
-    r = subprocess.run(cmd + ["--vtracer-settings", "3"], capture_output=True, text=True, env=env, timeout=300)
+    env = {"SSIMJAX_NPM_REGISTRY": (tmp_path / "registry").as_uri()}
+    cmd = ["--out", tmp_path / "set", "--count", "2", "--sets", "unjs", "--cache-dir", tmp_path / "cache"]
+    r = run_cli("make-dataset", *cmd, "--vtracer-settings", "3", env=env)
     assert r.returncode == 0, r.stderr
     assert "wrote 6 labelled conversions to" in r.stdout
     rows = list(csv.DictReader(open(tmp_path / "set" / "settings.csv")))
     assert [r["setting"] for r in rows] == ["0", "1", "2"] * 2 and {r["source"] for r in rows} == {"unjs"}
     assert json.loads((tmp_path / "set" / "labels_meta.json").read_text())["recipes"] == 2
-    r = subprocess.run(cmd + ["--vtracer-settings", "0"], capture_output=True, text=True, env=env, timeout=300)
+    r = run_cli("make-dataset", *cmd, "--vtracer-settings", "0", env=env)
     assert r.returncode == 2 and "--vtracer-settings: must be >= 1" in r.stderr.splitlines()[-1]
 
 
