@@ -82,7 +82,7 @@ def test_checkpoints_keep_the_latest_five_and_the_best(tmp_path, tiny_config):
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, small_dataset, tiny_config):
     config = tiny_config.replace(epochs=6, patience=20, scheduler="reduce_on_plateau")
-    full, _ = train_run(config, data=small_dataset, out=tmp_path / "full")
+    full, _ = train_run(config, data=small_dataset, out=tmp_path / "full", report=False)  # test_report
 
     class Stop(KeyboardInterrupt):
         pass
@@ -92,10 +92,10 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, small_dataset, tiny_co
             raise Stop()
 
     with pytest.raises(Stop):
-        train_run(config, data=small_dataset, out=tmp_path / "cut", on_epoch_end=interrupt)
+        train_run(config, data=small_dataset, out=tmp_path / "cut", on_epoch_end=interrupt, report=False)
     with pytest.raises(RunError, match="already holds a run"):
         train_run(config, data=small_dataset, out=tmp_path / "cut")
-    resumed, _ = train_run(config, data=small_dataset, out=tmp_path / "cut", resume=True)
+    resumed, _ = train_run(config, data=small_dataset, out=tmp_path / "cut", resume=True, report=False)
     for key, values in full.history.items():
         if key not in TIMING_KEYS:
             assert resumed.history[key] == values, key
@@ -121,7 +121,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path
 
 def test_unfrozen_backbone_trains_on_images_and_predicts(tmp_path, small_dataset, tiny_config):
     config = tiny_config.replace(freeze_backbone=False, epochs=2)
-    res, out = train_run(config, data=small_dataset, out=tmp_path / "run")
+    res, out = train_run(config, data=small_dataset, out=tmp_path / "run", report=False)
     start = create_train_state(config)
     assert not leaves_equal(res.state.params["feature_extractor"], start.params["feature_extractor"])
     assert not (out / "backbone").exists()  # the backbone is in every checkpoint instead
@@ -134,9 +134,9 @@ def test_unfrozen_backbone_trains_on_images_and_predicts(tmp_path, small_dataset
 
 def test_resuming_a_run_that_stopped_early_reports_its_own_epochs(tmp_path, small_dataset, tiny_config):
     config = tiny_config.replace(epochs=30, patience=2, min_delta=10.0)  # stops after epoch 3
-    first, out = train_run(config, data=small_dataset, out=tmp_path / "run")
+    first, out = train_run(config, data=small_dataset, out=tmp_path / "run", report=False)
     assert first.stopped_early and first.epochs_completed == 3
-    again, _ = train_run(config, data=small_dataset, out=out, resume=True)
+    again, _ = train_run(config, data=small_dataset, out=out, resume=True, report=False)
     assert again.stopped_early and again.epochs_completed == 3 and again.best_epoch == first.best_epoch
     assert again.history == first.history
 
