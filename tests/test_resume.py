@@ -75,6 +75,14 @@ def _train(out, data, cache, *extra):
     return cmd
 
 
+def _in_process(cmd):
+    """``cmd``'s command in this test process (tests/inprocess.py; the same results, shown by the
+    comparisons below with runs in processes of their own)."""
+    from inprocess import run_cli
+
+    return run_cli(Path(cmd[1]).name, *cmd[2:])
+
+
 def _kill_when(cmd, ready, timeout=300):
     """Starts ``cmd`` and kills it with SIGKILL as soon as ``ready()`` holds (or it ends first)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -96,7 +104,7 @@ def _steps(folder: Path) -> list[int]:
 def alone(tmp_path_factory, small_dataset):
     """An uninterrupted run, alone on its cache: what every interrupted or concurrent run must give."""
     root = tmp_path_factory.mktemp("alone")
-    r = subprocess.run(_train(root / "run", small_dataset, root / "cache"), capture_output=True, text=True, timeout=600)
+    r = _in_process(_train(root / "run", small_dataset, root / "cache"))
     assert r.returncode == 0, r.stderr
     return root / "run", root / "cache"
 
@@ -135,7 +143,7 @@ def test_a_run_killed_at_several_moments_resumes_to_the_uninterrupted_result(tmp
         cmd = _train(run, small_dataset, cache, *(["--resume"] if i else []))
         assert _kill_when(cmd, ready) == -signal.SIGKILL, what
         assert not any((run / name).exists() for name in not_yet), f"the kill {what} came too late"
-    r = subprocess.run(_train(run, small_dataset, cache, "--resume"), capture_output=True, text=True, timeout=600)
+    r = _in_process(_train(run, small_dataset, cache, "--resume"))
     assert r.returncode == 0, r.stderr
     _same_result(whole, run)
     assert not (run / "map_net_checkpoints").exists()  # removed once the network was saved
@@ -188,7 +196,7 @@ def test_a_full_disk_during_the_epochs_is_one_line_and_resume_continues(small_di
     kept = _steps(run / "checkpoints")
     assert kept, "the last good checkpoint is kept"
     filler.unlink()
-    r = subprocess.run(_train(run, small_dataset, cache, "--resume"), capture_output=True, text=True, timeout=600)
+    r = _in_process(_train(run, small_dataset, cache, "--resume"))
     assert r.returncode == 0, r.stderr
     assert f"resuming after epoch {kept[-1] + 1} " in r.stderr, r.stderr[-2000:]
     _same_result(whole, run)
