@@ -9,7 +9,8 @@ import pytest
 from inprocess import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--backbone", "tiny", "--hidden-dims", "32,16", "--batch-size", "8", "--map-steps", "20"]
+TINY = ["--backbone", "tiny", "--hidden-dims", "32,16", "--batch-size", "8", "--map-steps", "20",
+        "--map-extra", "24"]  # the map network: 20 steps, 24 synthetic wordmarks (not 1,200)
 
 
 def run(script, *args, env=None):

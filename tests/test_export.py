@@ -152,7 +152,7 @@ def test_torchvision_weights_through_torchvisions_own_cache(small_dataset, tmp_p
 
     home = tmp_path / "torch-home"
     r = run("train.py", "--data", small_dataset, "--out", tmp_path / "a", "--epochs", "1", "--batch-size", "8",
-            "--backbone-weights", "torchvision", "--map-steps", "20", "--no-report", "--no-export",
+            "--backbone-weights", "torchvision", "--map-steps", "20", "--map-extra", "24", "--no-report", "--no-export",
             env={"TORCH_HOME": str(home)})
     if r.returncode != 0:  # offline, as here: one line naming where torchvision looks
         cached = home / "hub" / "checkpoints" / Path(TORCHVISION_WEIGHTS.url).name
@@ -162,8 +162,8 @@ def test_torchvision_weights_through_torchvisions_own_cache(small_dataset, tmp_p
         cached.parent.mkdir(parents=True, exist_ok=True)
         save_random_resnet50(cached)
         r = run("train.py", "--data", small_dataset, "--out", tmp_path / "b", "--epochs", "1", "--batch-size", "8",
-                "--backbone-weights", "torchvision", "--map-steps", "20", "--no-report", "--no-export",
-                env={"TORCH_HOME": str(home)})
+                "--backbone-weights", "torchvision", "--map-steps", "20", "--map-extra", "24", "--no-report",
+                "--no-export", env={"TORCH_HOME": str(home)})
         assert r.returncode == 0, r.stderr
         facts = json.loads((tmp_path / "b" / "config.json").read_text())["backbone"]
     else:
@@ -177,7 +177,8 @@ def test_bad_backbone_weights_and_tiny_export_are_clear_errors(small_dataset, tm
     assert r.returncode == 1 and "missing.pth: no such weights file" in r.stderr and "Traceback" not in r.stderr
     out = tmp_path / "tiny"
     r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "1", "--backbone", "tiny",
-            "--hidden-dims", "16", "--batch-size", "8", "--map-steps", "20", "--no-report")
+            "--hidden-dims", "16", "--batch-size", "8", "--map-steps", "20", "--map-extra", "24",
+            "--no-report")
     assert r.returncode == 0 and not (out / "model.pth").exists()
     r = run("export_torch.py", "--checkpoint", out, "--out", tmp_path / "t.pth")
     assert r.returncode == 1 and "the PyTorch model is ResNet-50" in r.stderr
@@ -187,7 +188,8 @@ def test_bad_backbone_weights_and_tiny_export_are_clear_errors(small_dataset, tm
 def stats_run(tmp_path_factory, small_dataset):
     """The default model (backbone features + image statistics), exported."""
     out = tmp_path_factory.mktemp("stats") / "run"
-    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "2", "--batch-size", "8", "--map-steps", "30")
+    r = run("train.py", "--data", small_dataset, "--out", out, "--epochs", "2", "--batch-size", "8",
+            "--map-steps", "30", "--map-extra", "24")
     assert r.returncode == 0, r.stderr
     return out
 

@@ -152,7 +152,7 @@ def test_default_model_trains_its_map_network_first_and_predicts_with_it(tmp_pat
     from ssimjax.models.mapnet import with_map_scores
     from ssimjax.features.stats import STAT_NAMES
 
-    config = TrainConfig(backbone="tiny", hidden_dims=(16,), batch_size=8, epochs=4, map_steps=20)
+    config = TrainConfig(backbone="tiny", hidden_dims=(16,), batch_size=8, epochs=4, map_steps=20, map_extra=24)
     assert config.map_net
     full, out = train_run(config, data=small_dataset, out=tmp_path / "full", report=False)
     assert (out / "map_net").is_dir()

@@ -25,7 +25,7 @@ def reported_run(tmp_path_factory, small_dataset):
     from ssimjax.config import TrainConfig
 
     config = TrainConfig(backbone="tiny", hidden_dims=(32, 16), batch_size=8, epochs=4, scheduler="constant",
-                         map_steps=20)
+                         map_steps=20, map_extra=24)
     out = tmp_path_factory.mktemp("reported") / "run"
     train_run(config, data=small_dataset, out=out)
     return out
