@@ -40,7 +40,7 @@ def run_cli(script: str, *args, env: dict | None = None) -> subprocess.Completed
     argv = [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
-    saved_logging = root.handlers[:], root.level
+    saved_handlers, saved_level = root.handlers[:], root.level
     saved_env, saved_argv = os.environ.copy(), sys.argv
     os.environ.update({k: str(v) for k, v in (env or {}).items()})
     # The JAX configuration is the test process's own: a command must not point it at a cache folder.
@@ -62,6 +62,6 @@ def run_cli(script: str, *args, env: dict | None = None) -> subprocess.Completed
         os.environ.clear()
         os.environ.update(saved_env)
         sys.argv = saved_argv
-        root.handlers[:], _ = saved_logging
-        root.setLevel(saved_logging[1])
-    return subprocess.CompletedProcess(sys.argv[:1] + argv, code or 0, out.getvalue(), err.getvalue())
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    return subprocess.CompletedProcess([str(path), *argv], code or 0, out.getvalue(), err.getvalue())

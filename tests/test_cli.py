@@ -6,16 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from inprocess import run_cli
+from inprocess import run_cli as run  # the script's command in this process
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--backbone", "tiny", "--hidden-dims", "32,16", "--batch-size", "8", "--map-steps", "20",
         "--map-extra", "24"]  # the map network: 20 steps, 24 synthetic wordmarks (not 1,200)
-
-
-def run(script, *args, env=None):
-    """The script's command in this process (tests/inprocess.py): its exit code, stdout, stderr."""
-    return run_cli(script, *args, env=env)
 
 
 def run_process(script, *args):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inprocess import run_cli
+from inprocess import run_cli as run  # the script's command in this process
 from PIL import Image
 
 torch = pytest.importorskip("torch")
@@ -16,11 +16,6 @@ torchvision = pytest.importorskip("torchvision")
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTED_CONFIG_KEYS = {"pretrained", "freeze_backbone", "feature_dim", "hidden_dims", "dropout_rate",
                           "use_batch_norm", "version"}
-
-
-def run(script, *args, env=None):
-    """The script's command in this process (tests/inprocess.py): its exit code, stdout, stderr."""
-    return run_cli(script, *args, env=env)
 
 
 def save_random_resnet50(path):

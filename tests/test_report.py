@@ -9,7 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from inprocess import run_cli
+from inprocess import run_cli as run_script  # the script's command in this process
 from PIL import Image
 
 from ssimjax.evaluate.analysis import analyze_feature_importance, validate_robustness
@@ -108,11 +108,6 @@ def test_robustness_and_feature_importance(tiny_config):
     assert rob["noise_correlation_0.0"] == pytest.approx(1.0)
     assert rob["noise_mean_abs_change_0.2"] > 0.0
     assert rob["prediction_consistency"] == 0.0 and rob["images"] == 6
-
-
-def run_script(name, *args):
-    """The script's command in this process (tests/inprocess.py)."""
-    return run_cli(name, *args)
 
 
 def test_cross_validate_and_analyze_scripts(reported_run, small_dataset, tmp_path):
