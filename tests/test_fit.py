@@ -71,6 +71,31 @@ def test_checkpoint_round_trip_is_exact(tmp_path, tiny_config):
     assert (tmp_path / "backbone").is_dir()  # the frozen backbone is stored once, beside the epochs
 
 
+def test_a_checkpoint_holds_its_epochs_history_not_what_is_appended_while_it_is_written(tmp_path, tiny_config):
+    # Saves are asynchronous: the next epoch's rows were appended to the very lists being written,
+    # and a run resumed from that checkpoint carried a history row twice (seen in CI as a
+    # learning-rate history one entry longer than the other keys').
+    state = create_train_state(tiny_config)
+    history = {"val_loss": [0.5], "learning_rate": [1e-3]}
+    ck = RunCheckpoints(tmp_path)
+    ck.save(0, state, {"epoch": 0, "history": history}, val_loss=0.5)
+    history["val_loss"].append(0.4)
+    history["learning_rate"].append(5e-4)
+    ck.close()
+    meta = RunCheckpoints(tmp_path, read_only=True).read_meta(0)
+    assert meta["history"] == {"val_loss": [0.5], "learning_rate": [1e-3]}
+
+    # A checkpoint written so by an earlier version resumes with its own epochs' rows only.
+    ck = RunCheckpoints(tmp_path / "old")
+    keys = tuple(FitProgress().history)
+    meta = FitProgress(history={k: [0.1] for k in keys}, best_epoch=0).meta(0, {"loss": 0.1})
+    meta["history"]["learning_rate"].append(5e-4)
+    ck.save(0, state, meta, val_loss=0.1)
+    ck.close()
+    _, progress = FitProgress.from_checkpoints(RunCheckpoints(tmp_path / "old", read_only=True), state, keys)
+    assert progress.next_epoch == 1 and all(v == [0.1] for v in progress.history.values())
+
+
 def test_checkpoints_keep_the_latest_five_and_the_best(tmp_path, tiny_config):
     state = create_train_state(tiny_config)
     ck = RunCheckpoints(tmp_path)

@@ -14,6 +14,7 @@ before the MLP, is checkpointed as it trains (``map_net_checkpoints/``) and writ
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import shutil
@@ -215,6 +216,9 @@ class RunCheckpoints:
         if self.frozen_backbone:
             save_backbone(self.run_dir, state)
         tree = _saved_tree(state, self.frozen_backbone)
+        # The save finishes in the background, serialising ``meta`` then: a copy keeps the next
+        # epoch's history rows, appended meanwhile to the same lists, out of this epoch's file.
+        meta = copy.deepcopy(meta)
         with self._writing():
             self.manager.save(
                 epoch,

@@ -94,7 +94,9 @@ class FitProgress:
         state, meta = checkpoints.restore(last, template)
         best_state, _ = checkpoints.restore(meta["best_epoch"], state)
         progress = cls(
-            next_epoch=last + 1, history={k: list(meta["history"].get(k, [])) for k in keys},
+            # An epoch's checkpoint holds its epochs' rows; files written before saves copied their
+            # history could hold some of the next epoch's rows too.
+            next_epoch=last + 1, history={k: list(meta["history"].get(k, []))[:last + 1] for k in keys},
             early_stopping=EarlyStopping(**meta["early_stopping"]), best_epoch=meta["best_epoch"],
             best_val_loss=meta["best_val_loss"], best_val_metrics=meta["best_val_metrics"],
             best_variables=(best_state.params, best_state.batch_stats),
