@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssimjax.data.images import open_image, read_file, rgb_pixels
+from ssimjax.data.images import in_threads, open_image, read_file, rgb_pixels
 from ssimjax.data.labelling import SSIM_MAP_BORDER
 
 # The map score's name among the MLP's inputs (after the image statistics).
@@ -82,24 +82,31 @@ def map_net_apply(params: list, spec: MapNet, x):
     return (map_net_hidden(params[:-1], spec, x) @ params[-1]["w"] + params[-1]["b"])[..., 0]
 
 
+def _border_counts(n: int, cell: int) -> np.ndarray:
+    """Per cell along one axis of ``n`` pixels: how many of its pixels lie ``SSIM_MAP_BORDER`` or
+    more from the edge (float32)."""
+    inside = np.zeros(-(-n // cell) * cell, np.float32)
+    inside[SSIM_MAP_BORDER:n - SSIM_MAP_BORDER] = 1.0
+    return inside.reshape(-1, cell).sum(1)
+
+
+def cell_weights(height: int, width: int, cell: int) -> np.ndarray:
+    """How many pixels of each cell count toward an image's SSIM (:func:`cell_targets`' weight).
+    The pixels that count form a rectangle, so each cell's count is its row's times its column's."""
+    return np.outer(_border_counts(height, cell), _border_counts(width, cell))
+
+
 def cell_targets(ssim_map: np.ndarray, cell: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """``(target, weight)`` per cell x cell block of a full SSIM map: the mean over the block's
     pixels that count toward the image's SSIM (not within ``SSIM_MAP_BORDER`` of the edge), and
     their number. A height or width that is not a multiple of ``cell`` gets partly empty last cells."""
     h, w = ssim_map.shape
-    counts = np.zeros((-(-h // cell) * cell, -(-w // cell) * cell), np.float32)
-    values = np.zeros_like(counts)
+    values = np.zeros((-(-h // cell) * cell, -(-w // cell) * cell), np.float32)
     b = SSIM_MAP_BORDER
-    counts[b:h - b, b:w - b] = 1.0
-    values[:h, :w] = ssim_map * counts[:h, :w]
-    pool = lambda a: a.reshape(a.shape[0] // cell, cell, a.shape[1] // cell, cell).sum((1, 3))  # noqa: E731
-    weight = pool(counts)
-    return (pool(values) / np.maximum(weight, 1.0)).astype(np.float32), weight
-
-
-def cell_weights(height: int, width: int, cell: int) -> np.ndarray:
-    """How many pixels of each cell count toward an image's SSIM (:func:`cell_targets`' weight)."""
-    return cell_targets(np.zeros((height, width), np.float32), cell)[1]
+    values[b:h - b, b:w - b] = ssim_map[b:h - b, b:w - b]
+    weight = cell_weights(h, w, cell)
+    summed = values.reshape(values.shape[0] // cell, cell, values.shape[1] // cell, cell).sum((1, 3))
+    return (summed / np.maximum(weight, 1.0)).astype(np.float32), weight
 
 
 def score_from_cells(cells: np.ndarray, height: int, width: int, cell: int) -> float:
@@ -225,7 +232,7 @@ def score_files(model: MapModel, paths: Sequence[str | Path], chunk: int = 256, 
         hit = decoded.get(str(p))
         return hit if hit is not None else rgb_pixels(open_image(read_file(p)[0]))
 
-    out = [model.score([pixels(p) for p in paths[i:i + chunk]]) for i in range(0, len(paths), chunk)]
+    out = [model.score(in_threads(pixels, paths[i:i + chunk])) for i in range(0, len(paths), chunk)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 

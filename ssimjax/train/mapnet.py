@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from ssimjax.config import MAP_CROP, MAP_STEPS
-from ssimjax.data.images import open_image, read_file, rgb_pixels
+from ssimjax.data.images import in_threads, open_image, read_file, rgb_pixels_and_sha
 from ssimjax.data.labelling import conversion_ssim_map, load_ssim_map, run_jobs, save_ssim_map
 from ssimjax.data.manifest import DataError
 from ssimjax.files import file_lock
@@ -128,7 +128,8 @@ def cached_ssim_maps(paths: Sequence[str | Path], shas: Sequence[str], cache_dir
     it labels its images; others are computed here over every core on first use (one process at a
     time: a second run sharing the cache waits, then reads them). None for an image the pipeline
     cannot convert."""
-    maps = {sha: load_ssim_map(cache_dir, sha) for sha in set(shas)}
+    unique = sorted(set(shas))
+    maps = dict(zip(unique, in_threads(lambda sha: load_ssim_map(cache_dir, sha), unique)))
     failed = set()
     if any(m is None for m in maps.values()):
         with file_lock(Path(cache_dir) / "ssim-maps" / ".lock", "computing SSIM maps", log):
@@ -151,12 +152,8 @@ def cached_ssim_maps(paths: Sequence[str | Path], shas: Sequence[str], cache_dir
 def read_pixels_and_shas(paths: Sequence[str | Path]) -> tuple[list, list]:
     """Each image file decoded as the map network sees it (:func:`ssimjax.data.images.rgb_pixels`), and
     its sha256 (the SSIM-map cache's key); every file read once."""
-    pixels, shas = [], []
-    for p in paths:
-        raw, sha = read_file(p)
-        pixels.append(rgb_pixels(open_image(raw)))
-        shas.append(sha)
-    return pixels, shas
+    read = in_threads(rgb_pixels_and_sha, paths)
+    return [px for px, _ in read], [sha for _, sha in read]
 
 
 def train_map_model(pixels: Sequence[np.ndarray], maps: Sequence[np.ndarray | None], spec: MapNet,
