@@ -25,6 +25,7 @@ PLAN_MODEL = dict(image_stats=False, map_net=False, backbone_features=True, loss
 DEFAULT_DEMO_COUNT = 400  # images in the built-in generated set
 DEFAULT_ICON_COUNT = 3000  # training images of the built-in real-logo set (from the split's training sets)
 DEFAULT_HELD_OUT_PER_SET = 60  # and images of each selection and report set, held out
+DEFAULT_RECIPES = 3  # how they are rasterised (ssimjax.data.icons.draw_recipe's version)
 # The built-in sets (--data icons | generated); icons is the default.
 BUILTIN_DATA = ("icons", "generated")
 # What a default run holds out and scores at the end: every selection and report set of the fixed

@@ -145,8 +145,15 @@ def test_version_2_recipes_look_like_users_files():
     assert {r["supersample"] for r in recipes} == {1, 2, 4}
     jpeg = [r for r in recipes if r["format"] == "jpeg"]
     assert {r["quality"] < 50 for r in jpeg} == {True, False} and all(35 <= r["quality"] <= 95 for r in jpeg)
-    with pytest.raises(ValueError, match="unknown recipe version 3"):
-        draw_recipe(0, 0, 3)
+    with pytest.raises(ValueError, match="unknown recipe version 4"):
+        draw_recipe(0, 0, 4)
+    # Version 3 (the default run's): version 2's recipes, no drawing larger than 1536 px.
+    v3 = [draw_recipe(0, i, 3) for i in range(600)]
+    assert all(r["long_side"] * r["supersample"] <= 1536 or r["supersample"] == 1 for r in v3)
+    changed = [(a, b) for a, b in zip(recipes, v3) if a != b]
+    assert 0.05 < len(changed) / len(v3) < 0.2
+    assert all(dict(a, supersample=0) == dict(b, supersample=0) and b["supersample"] < a["supersample"]
+               for a, b in changed)
     # Drawn 4x larger and downscaled: nearest keeps hard edges, box averages them into grey.
     svg = iconify_svgs({"width": 16, "height": 16, "icons": {"d": {"body": '<circle cx="8" cy="8" r="7"/>'}}})["d"]
     base = dict(long_side=31, padding=0.0, supersample=4, background="white", color=None, format="png", quality=None)

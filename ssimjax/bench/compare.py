@@ -41,7 +41,8 @@ from ssimjax.bench.protocol import (
     role_summary,
 )
 from ssimjax.cli import common as _cli
-from ssimjax.config import MAP_CROP, MAP_STEPS, TrainConfig, map_steps_for
+from ssimjax.config import DEFAULT_RECIPES, MAP_CROP, MAP_STEPS, TrainConfig, map_steps_for
+from ssimjax.data.icons import RECIPES
 from ssimjax.data.logoset import icon_dataset
 from ssimjax.data.manifest import split_rows
 from ssimjax.data.sets import split_sets
@@ -169,7 +170,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="--protocol: images drawn from the training sets (default 3000)")
     p.add_argument("--per-set", type=int, default=60,
                    help="--protocol: images per selection or report set (default 60)")
-    p.add_argument("--recipes", type=int, choices=(1, 2), default=2, help="--protocol: recipe version (default 2)")
+    p.add_argument("--recipes", type=int, choices=RECIPES, default=DEFAULT_RECIPES,
+                   help=f"--protocol: recipe version (default {DEFAULT_RECIPES}, the default run's)")
     p.add_argument("--json", metavar="FILE", help="write the results here")
     return p
 

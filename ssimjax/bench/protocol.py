@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimjax.config import HELD_OUT_ROLES
+from ssimjax.config import DEFAULT_RECIPES, HELD_OUT_ROLES
 from ssimjax.data.logoset import split_icon_dataset
 from ssimjax.data.manifest import split_rows
 from ssimjax.data.sets import split_sets
@@ -25,7 +25,8 @@ __all__ = ["over_seeds", "per_set_metrics", "protocol_data", "protocol_split", "
 
 
 
-def protocol_data(cache_dir: str | Path, train_count: int, per_set: int, recipes: int = 2, log=None) -> Path:
+def protocol_data(cache_dir: str | Path, train_count: int, per_set: int, recipes: int = DEFAULT_RECIPES,
+                  log=None) -> Path:
     """The folder of a manifest joining a ``train_count``-image set of the training sets and
     ``per_set`` images of each selection and report set: a default run's data
     (:func:`ssimjax.data.logoset.split_icon_dataset`)."""

@@ -27,9 +27,10 @@ def main(argv=None) -> int:
                    help="icon sets to draw from, evenly: comma-separated names, or a role of the fixed split "
                         "(train, selection, report), or all, or default (the five the default run trains on); "
                         "docs/data.md lists them")
-    p.add_argument("--recipes", type=int, choices=(1, 2),
+    p.add_argument("--recipes", type=int, choices=(1, 2, 3),
                    help="how icons are rasterised: 1 (48-512 px, drawn at size; the default) or 2 (24-1024 px, drawn "
-                        "larger and downscaled by one of five filters, gradient backgrounds too, JPEG 35-95)")
+                        "larger and downscaled by one of five filters, gradient backgrounds too, JPEG 35-95) or 3 (2, "
+                        "drawn at most 1536 px large: the default run's)")
     p.add_argument("--vtracer-settings", type=int, metavar="K",
                    help="icons: convert each logo with K VTracer settings (its defaults first, the others drawn from "
                         "the space docs/data.md describes) and label each conversion (luminance and colour SSIM, SVG "

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from ssimjax.config import DEFAULT_HELD_OUT_PER_SET, DEFAULT_ICON_COUNT
+from ssimjax.config import DEFAULT_HELD_OUT_PER_SET, DEFAULT_ICON_COUNT, DEFAULT_RECIPES
 from ssimjax.data.build import build_cached, resumable_jobs
 from ssimjax.data.icons import DEFAULT_SOURCES, ICONS_VERSION, Source, choose_icons, draw_recipe, rasterise, source_svgs
 from ssimjax.data.labelling import SSIM_SETTINGS, VTRACER_DEFAULTS, conversion_ssim_map, package_versions, save_ssim_map
@@ -103,7 +103,8 @@ def icon_dataset(cache_dir: str | Path, count: int = DEFAULT_ICON_COUNT, seed: i
 
 
 def split_icon_dataset(cache_dir: str | Path, train_count: int = DEFAULT_ICON_COUNT,
-                       per_set: int = DEFAULT_HELD_OUT_PER_SET, recipes: int = 2, log=None, progress=None) -> Path:
+                       per_set: int = DEFAULT_HELD_OUT_PER_SET, recipes: int = DEFAULT_RECIPES, log=None,
+                       progress=None) -> Path:
     """The built-in real-logo set of a default run (issue 24's split): the folder of a manifest
     joining ``train_count`` images drawn evenly from the training sets of
     :func:`ssimjax.data.sets.split_sets` and ``per_set`` images of each selection and report set,
