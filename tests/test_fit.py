@@ -144,6 +144,43 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path
     assert meta["epoch"] == 1 and np.isfinite(np.asarray(state.params["predictor"]["head"]["kernel"])).all()
 
 
+def test_fast_epochs_are_saved_when_best_or_last_and_ctrl_c_saves_the_epoch_it_finished(tmp_path, tiny_config,
+                                                                                          monkeypatch):
+    import ssimjax.train.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "CHECKPOINT_EVERY_S", 1e9)  # no epoch is saved for its time alone
+    config = tiny_config.replace(epochs=10, patience=20, learning_rate=3e-2)
+    train, val = synthetic(64), synthetic(24, seed=1)
+    whole = fit(create_train_state(config), config, train, val)
+    bests = {e for e in range(10) if whole.history["val_loss"][e] == min(whole.history["val_loss"][:e + 1])}
+    assert 1 < len(bests) < 9  # some epochs are not the best so far: those are not saved
+
+    ck = RunCheckpoints(tmp_path / "all")
+    fit(create_train_state(config), config, train, val, checkpoints=ck)
+    ck.close()
+    assert RunCheckpoints(tmp_path / "all", read_only=True).steps() == sorted(bests | {9})[-5:]  # the latest 5 kept
+
+    cut = min(set(range(1, 9)) - bests)  # an epoch that is neither best nor last
+
+    def interrupt(epoch, history, metrics):
+        if epoch == cut:
+            raise KeyboardInterrupt
+
+    ck = RunCheckpoints(tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        fit(create_train_state(config), config, train, val, checkpoints=ck, on_epoch_end=interrupt)
+    ck.close()
+    ck = RunCheckpoints(tmp_path / "cut")
+    assert ck.latest_epoch() == cut
+    state, progress = FitProgress.from_checkpoints(ck, create_train_state(config))
+    resumed = fit(state, config, train, val, checkpoints=ck, progress=progress)
+    ck.close()
+    for key, values in whole.history.items():
+        if key not in TIMING_KEYS:
+            assert resumed.history[key] == values, key
+    assert leaves_equal(resumed.state.params, whole.state.params)
+
+
 def test_unfrozen_backbone_trains_on_images_and_predicts(tmp_path, small_dataset, tiny_config):
     config = tiny_config.replace(freeze_backbone=False, epochs=2)
     res, out = train_run(config, data=small_dataset, out=tmp_path / "run", report=False)

@@ -1,6 +1,6 @@
 """Orbax checkpoints of a run: the latest 5 epochs and the best one (lowest validation loss).
 
-Each checkpoint (one per epoch, step = epoch number) holds two items:
+Each checkpoint (of an epoch the fit chose to save, step = epoch number) holds two items:
 - ``state``: params, batch_stats, optimiser state (learning rate and plateau counters included),
   step and rng;
 - ``meta`` (JSON): epoch, early-stopping trackers, best epoch, history and validation metrics.

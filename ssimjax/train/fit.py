@@ -6,6 +6,7 @@ the pure functions of :mod:`ssimjax.train.steps` and :mod:`ssimjax.train.optim`.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -107,7 +108,8 @@ def fit(
     features) or ``image`` (N, 224, 224, 3) uint8, and ``stats`` (N, S) when the model takes
     image statistics. The validation loss is computed as training's: per batch of
     ``config.batch_size`` rows, averaged weighted by rows (:func:`ssimjax.train.losses.batched_loss`).
-    With ``checkpoints`` every epoch is saved;
+    With ``checkpoints`` epochs are saved (:class:`_Saver`: every best one, the last, and others at
+    most every :data:`CHECKPOINT_EVERY_S` seconds);
     ``progress`` (from :meth:`FitProgress.from_checkpoints`) continues a run where it stopped,
     reproducing the history an uninterrupted run would have written. With ``mesh`` (a
     :func:`ssimjax.train.parallel.data_mesh`) every batch is split over its devices; the state and the
@@ -130,18 +132,22 @@ def fit(
     val = dict(val_inputs, ssim=np.asarray(val["ssim"], np.float32))
     bar = tqdm(total=config.epochs, initial=min(start, config.epochs), desc="epochs", unit="epoch",
                disable=None if features_mode else True)
+    saver = _Saver(checkpoints)
     try:
         for epoch in range(start, config.epochs):
             state, row, val_metrics = _epoch(trainer, state, train, val, epoch, config, eval_batch)
             _record_epoch(p, epoch, row, val_metrics, state, config)
-            if checkpoints is not None:
-                checkpoints.save(epoch, state, p.meta(epoch, val_metrics), row["val_loss"])
+            saver.epoch_done(epoch, state, p, val_metrics, row["val_loss"],
+                             last=p.stopped_early or epoch == config.epochs - 1)
             _log_epoch(epoch, config, row, val_metrics, bar)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, p.history, val_metrics)
             if p.stopped_early:
                 log.info(f"Early stopping after {config.patience} epochs without improvement")
                 break
+    except KeyboardInterrupt:
+        saver.save_pending()  # Ctrl-C loses no finished epoch
+        raise
     finally:
         bar.close()
         if checkpoints is not None:
@@ -186,6 +192,37 @@ def _epoch(trainer: Trainer, state: TrainState, train: dict, val: dict, epoch: i
         learning_rate=lr_used, epoch_time=epoch_time, inference_time=inference_time, **extra,
     )
     return state, row, dict(vm, loss=val_loss)
+
+
+# Each checkpoint costs about 0.3 s here (Orbax's files and metadata, whatever the state's size),
+# more than a whole epoch of the default model's MLP: fast epochs are saved at most this often.
+CHECKPOINT_EVERY_S = 30.0
+
+
+class _Saver:
+    """Saves an epoch's checkpoint when it is the best so far (loading a run and resuming one read
+    the best epoch's), the fit's last, or the first after :data:`CHECKPOINT_EVERY_S` seconds; an
+    epoch not saved then is kept in memory, to save on Ctrl-C. A run resumed from any of them
+    replays the epochs after it to the same result."""
+
+    def __init__(self, checkpoints: RunCheckpoints | None):
+        self.checkpoints = checkpoints
+        self.last_save = time.monotonic()
+        self.pending = None
+
+    def epoch_done(self, epoch: int, state: TrainState, p: FitProgress, val_metrics: dict, val_loss: float,
+                   last: bool) -> None:
+        if self.checkpoints is None:
+            return
+        # A copy: the next epoch's rows go to the same history lists.
+        self.pending = (epoch, state, copy.deepcopy(p.meta(epoch, val_metrics)), val_loss)
+        if last or p.best_epoch == epoch or time.monotonic() - self.last_save >= CHECKPOINT_EVERY_S:
+            self.save_pending()
+
+    def save_pending(self) -> None:
+        if self.checkpoints is not None and self.pending is not None:
+            self.checkpoints.save(*self.pending)
+            self.pending, self.last_save = None, time.monotonic()
 
 
 def _record_epoch(p: FitProgress, epoch: int, row: dict, val_metrics: dict, state: TrainState,
