@@ -108,7 +108,7 @@ def read_file(path: str | Path) -> tuple[bytes, str]:
 
 def in_threads(fn, items) -> list:
     """``[fn(x) for x in items]`` on a thread per core: reading, decoding (Pillow) and decompressing
-    (zlib) release the GIL, so many files are read about as many times faster as there are cores."""
+    (zlib) release the GIL, so files are read on every core at once."""
     items = list(items)
     workers = min(os.cpu_count() or 1, len(items))
     if workers < 2:
