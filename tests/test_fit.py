@@ -144,8 +144,9 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path
     assert meta["epoch"] == 1 and np.isfinite(np.asarray(state.params["predictor"]["head"]["kernel"])).all()
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, TrainingError])
 def test_fast_epochs_are_saved_when_best_or_last_and_ctrl_c_saves_the_epoch_it_finished(tmp_path, tiny_config,
-                                                                                          monkeypatch):
+                                                                                          monkeypatch, stop):
     import ssimjax.train.fit as fit_module
 
     monkeypatch.setattr(fit_module, "CHECKPOINT_EVERY_S", 1e9)  # no epoch is saved for its time alone
@@ -164,10 +165,10 @@ def test_fast_epochs_are_saved_when_best_or_last_and_ctrl_c_saves_the_epoch_it_f
 
     def interrupt(epoch, history, metrics):
         if epoch == cut:
-            raise KeyboardInterrupt
+            raise stop("stopped")  # Ctrl-C, or a non-finite loss in the next epoch
 
     ck = RunCheckpoints(tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(stop):
         fit(create_train_state(config), config, train, val, checkpoints=ck, on_epoch_end=interrupt)
     ck.close()
     ck = RunCheckpoints(tmp_path / "cut")

@@ -145,8 +145,8 @@ def fit(
             if p.stopped_early:
                 log.info(f"Early stopping after {config.patience} epochs without improvement")
                 break
-    except KeyboardInterrupt:
-        saver.save_pending()  # Ctrl-C loses no finished epoch
+    except (KeyboardInterrupt, TrainingError):
+        saver.save_pending()  # Ctrl-C or a non-finite loss loses no finished epoch
         raise
     finally:
         bar.close()
@@ -202,7 +202,7 @@ CHECKPOINT_EVERY_S = 30.0
 class _Saver:
     """Saves an epoch's checkpoint when it is the best so far (loading a run and resuming one read
     the best epoch's), the fit's last, or the first after :data:`CHECKPOINT_EVERY_S` seconds; an
-    epoch not saved then is kept in memory, to save on Ctrl-C. A run resumed from any of them
+    epoch not saved then is kept in memory, to save on Ctrl-C or a non-finite loss. A run resumed from any of them
     replays the epochs after it to the same result."""
 
     def __init__(self, checkpoints: RunCheckpoints | None):
