@@ -6,7 +6,6 @@ the pure functions of :mod:`ssimjax.train.steps` and :mod:`ssimjax.train.optim`.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import math
@@ -214,8 +213,7 @@ class _Saver:
                    last: bool) -> None:
         if self.checkpoints is None:
             return
-        # A copy: the next epoch's rows go to the same history lists.
-        self.pending = (epoch, state, copy.deepcopy(p.meta(epoch, val_metrics)), val_loss)
+        self.pending = (epoch, state, p.meta(epoch, val_metrics), val_loss)
         if last or p.best_epoch == epoch or time.monotonic() - self.last_save >= CHECKPOINT_EVERY_S:
             self.save_pending()
 

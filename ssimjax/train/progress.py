@@ -77,8 +77,10 @@ class FitProgress:
     stopped_early: bool = False
 
     def meta(self, epoch: int, val_metrics: dict) -> dict:
+        """What a checkpoint of ``epoch`` records: a snapshot (the next epoch's rows go to the
+        history's own lists, not to these)."""
         return dict(
-            epoch=epoch, history=self.history, early_stopping=dataclasses.asdict(self.early_stopping),
+            epoch=epoch, history={k: list(v) for k, v in self.history.items()}, early_stopping=dataclasses.asdict(self.early_stopping),
             best_epoch=self.best_epoch, best_val_loss=self.best_val_loss, best_val_metrics=self.best_val_metrics,
             val_metrics=val_metrics, stopped_early=self.stopped_early,
         )
