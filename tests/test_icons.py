@@ -207,6 +207,12 @@ def test_icon_dataset_is_labelled_reproducible_and_counts_what_it_skips(registry
     for r, m, (raw, _) in zip(rows, maps, files):
         assert abs(float(m[b:-b, b:-b].astype(np.float64).mean()) - float(r["ssim"])) < 2e-3  # float16 map
         np.testing.assert_allclose(m, conversion_ssim_map(open_image(raw))[1], atol=1e-3)
+    # And each file's statistics, exactly what a run would compute from the file.
+    from ssimjax.features.cache import stats_cache
+    from ssimjax.features.stats import image_statistics
+
+    for raw, sha in files:
+        np.testing.assert_array_equal(stats_cache(cache).get(sha), image_statistics(open_image(raw)))
 
 
 def test_the_default_packages_download_with_their_published_integrity(tmp_path):

@@ -35,6 +35,13 @@ def test_wordmark_set_is_labelled_by_the_pipeline_and_cached(tmp_path):
     logs = []
     maps = cached_ssim_maps(paths, shas, tmp_path, log=logs.append)
     assert not logs and np.allclose(maps[0], ssim_map, atol=1e-3)
+    # And their statistics, what a run computes from the files.
+    from ssimjax.data.images import open_image, read_file
+    from ssimjax.features.cache import stats_cache
+    from ssimjax.features.stats import image_statistics
+
+    for path, sha in zip(paths, shas):
+        np.testing.assert_array_equal(stats_cache(tmp_path).get(sha), image_statistics(open_image(read_file(path)[0])))
     stamp = paths[0].stat().st_mtime_ns
     assert wordmark_folder(tmp_path, 8, seed=3) == folder and paths[0].stat().st_mtime_ns == stamp
     assert wordmark_folder(tmp_path, 0) is None

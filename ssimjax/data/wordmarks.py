@@ -16,7 +16,6 @@ This module does not import JAX, so worker processes start quickly.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import string
 from pathlib import Path
@@ -26,7 +25,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ssimjax.data.build import build_cached, resumable_jobs
 from ssimjax.data.icons import compose
+from ssimjax.data.images import open_image
 from ssimjax.data.labelling import conversion_ssim_map, save_ssim_map
+from ssimjax.features.cache import cache_statistics
 from ssimjax.files import write_bytes_atomic, write_csv, write_text_atomic
 
 WORDMARKS_VERSION = 1
@@ -122,13 +123,16 @@ def draw_wordmark(seed: int, index: int) -> tuple[str, bytes, str]:
 def _make_one(job):
     index, seed, out_dir, maps_dir = job
     kind, data, ext = draw_wordmark(seed, index)
+    img = open_image(data)
     try:
-        ssim, ssim_map = conversion_ssim_map(Image.open(io.BytesIO(data)))
+        ssim, ssim_map = conversion_ssim_map(img)
     except Exception:  # one image the pipeline refuses (e.g. smaller than SSIM's window) is left out
         return index, None, []
     name = f"images/{index:05d}_{kind}.{ext}"
     write_bytes_atomic(Path(out_dir) / name, data)
-    save_ssim_map(maps_dir, hashlib.sha256(data).hexdigest(), ssim_map)
+    sha = hashlib.sha256(data).hexdigest()
+    save_ssim_map(maps_dir, sha, ssim_map)
+    cache_statistics(maps_dir, sha, img)  # for the run, as the real-logo sets do (ssimjax.data.logoset)
     return index, [name, ssim, kind], [name]
 
 

@@ -14,13 +14,11 @@ import io
 import os
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from ssimjax.data.images import PREPROCESS_VERSION
-from ssimjax.features.stats import STATS_VERSION
+from ssimjax.features.stats import STATS_VERSION, image_statistics
 from ssimjax.files import read_entry, write_entry
-from ssimjax.models.quality import split_backbone
 
 
 def default_cache_dir() -> Path:
@@ -31,6 +29,8 @@ def default_cache_dir() -> Path:
 
 def weights_hash(tree) -> str:
     """sha256 over every leaf's path, dtype, shape and bytes."""
+    import jax  # here: a data build's workers use this module's caches without JAX
+
     h = hashlib.sha256()
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         a = np.asarray(leaf)
@@ -86,6 +86,14 @@ def stats_cache(root: str | Path) -> ArrayCache:
     return ArrayCache(Path(root) / "stats" / STATS_VERSION)
 
 
+def cache_statistics(root: str | Path, image_sha: str, img) -> None:
+    """Computes a decoded image file's statistics into :func:`stats_cache`: a data build's worker,
+    which has just decoded the file it wrote, saves the run a second decode of every file."""
+    stats_cache(root).put(image_sha, image_statistics(img))
+
+
 def backbone_hash(variables: dict) -> str:
     """The cache key of a model's backbone: :func:`weights_hash` of its subtree alone."""
+    from ssimjax.models.quality import split_backbone
+
     return weights_hash(split_backbone(variables)[0])
