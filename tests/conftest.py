@@ -18,6 +18,14 @@ def isolated_cache(tmp_path_factory):
     """Every test session gets its own demo/feature cache, never the user's."""
     path = tmp_path_factory.mktemp("ssimjax-cache")
     os.environ["SSIMJAX_CACHE_DIR"] = str(path)
+    # Tests compile the same tiny steps again and again (a new Trainer, a new process): one JAX
+    # persistent compilation cache for the session, this process's and every command's it starts,
+    # so that each later test loads the executable instead of compiling it again.
+    compiled = path / "jax-compilation"
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(compiled)
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+    jax.config.update("jax_compilation_cache_dir", str(compiled))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     return path
 
 

@@ -86,7 +86,7 @@ def main():
         from ssimjax.train.run import train_run
 
         run_config = TrainConfig(backbone="tiny", hidden_dims=(16,), batch_size=8, epochs=2, map_steps=20,
-                                 map_extra=24)
+                                 map_extra=0)
         _, run_dir = train_run(run_config, data=sys.argv[1], out=sys.argv[2], report=False)
         out["summary_devices"] = json.loads((run_dir / "summary.json").read_text())["devices"]
 
