@@ -50,7 +50,8 @@ def test_benchmark_script_writes_its_keys(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "scripts/benchmark.py", "--images", "8", "--epochs", "1", "--repeats", "1",
                         "--map-steps", "10", "--map-extra", "12",
-                        "--cv-rows", "40", "--skip", "extract,finetune,mlp,latency,real,bf16", "--default-e2e", "--json", str(out),
+                        "--cv-rows", "40", "--skip", "extract,finetune,mlp,latency,real,bf16,warm", "--default-e2e",
+                        "--json", str(out),
                         "--cache-dir", str(tmp_path / "cache")],
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -59,6 +60,7 @@ def test_benchmark_script_writes_its_keys(tmp_path):
         assert key in result, key
     assert result["e2e_torch"]["seconds"] > 0 and result["e2e_ssimjax_plan"]["seconds"] > 0
     assert "| e2e_frozen_speedup |" in r.stdout
+    assert "e2e_frozen_speedup_warm_cache" not in result  # --skip warm: the second run left out
 
 
 def test_gpu_benchmark_script_runs_here_and_writes_its_keys(tmp_path):

@@ -140,12 +140,17 @@ def test_compare_models_runs_the_map_candidate(small_dataset, tmp_path):
 
     cache = tmp_path / "cache"  # its own: other tests' runs cache maps of these images too
     r = run_cli("compare_models.py", "--data", manifest, "--candidates", "e,g", "--map-steps", "4",
-                "--map-channels", "4", "--map-extra", "5", "--json", tmp_path / "out.json", "--cache-dir", cache)
+                "--map-channels", "4", "--map-extra", "5", "--mlp-variants", "16", "--json", tmp_path / "out.json",
+                "--cache-dir", cache)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"SSIM maps of {len(rows)} images computed" in r.stdout
+    # A variant's MLP reads the same map network's scores: it is trained once per held-out set.
+    assert r.stdout.count("map network: trained") == 2
     out = json.loads((tmp_path / "out.json").read_text())
     assert set(out["candidates"]["g"]["per_source"]) == {"a", "b"}
     assert all(np.isfinite(m["srcc"]) for m in out["candidates"]["g"]["per_source"].values())
+    variant = out["candidates"]["g-mlp-16"]["per_source"]
+    assert set(variant) == {"a", "b"} and variant != out["candidates"]["g"]["per_source"]
     # The set's maps and those of the synthetic wordmarks the map network also trains on.
     wordmarks = list(csv.DictReader(open(cache / "wordmarks" / "v1-n5-seed0" / "labels.csv")))
     assert 1 <= len(wordmarks) <= 5

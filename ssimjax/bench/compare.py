@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -112,7 +113,12 @@ def _prepare(args, data, cache_dir: Path, t0: float) -> tuple["Shared", dict]:
     print(f"data ready in {time.perf_counter() - t0:.0f}s: {shared.facts['valid_rows']} images; {shared.timings}")
     candidates = _candidates(shared)
     if "g" in wanted:
-        candidates["g"] = ("(g) statistics + learned SSIM-map score -> MLP", MapCandidate(shared, args))
+        g = MapCandidate(shared, args)
+        candidates["g"] = ("(g) statistics + learned SSIM-map score -> MLP", g)
+        for dims in filter(None, (args.mlp_variants or "").split(";")):
+            hidden = tuple(int(h) for h in dims.split(","))
+            wanted.add(f"g-mlp-{dims}")
+            candidates[f"g-mlp-{dims}"] = (f"(g), MLP {dims}", functools.partial(g, hidden_dims=hidden))
     return shared, {k: v for k, v in candidates.items() if k in wanted}
 
 
@@ -159,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"(g): synthetic wordmarks added to its training images (default {TrainConfig.map_extra})")
     p.add_argument("--no-map-extra-mlp", dest="map_extra_mlp", action="store_false",
                    help="(g): the synthetic wordmarks train the map network only, not the MLP")
+    p.add_argument("--mlp-variants", metavar="DIMS;DIMS",
+                   help="(g) again with these MLP hidden sizes (e.g. '512,256,128;256,128'), each reusing (g)'s map "
+                   "network for the same rows and seed")
     p.add_argument("--map-channels", type=int, default=16, help="(g): the map network's width (default 16)")
     p.add_argument("--map-cell", type=int, default=2,
                    help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
@@ -281,7 +290,23 @@ class MapCandidate:
         self.extra_pixels, extra_shas = read_pixels_and_shas(extra_paths)
         self.extra_maps = cached_ssim_maps(extra_paths, extra_shas, shared.cache_dir)
 
-    def __call__(self, tr, va, te, seed=0):
+    def __call__(self, tr, va, te, seed=0, hidden_dims=None):
+        """The held-out predictions; ``hidden_dims``: the MLP's, in place of the default's (the map
+        network trained for the same rows and seed is reused)."""
+        extended, synthetic = self._inputs(tr, te, seed)
+        config = TrainConfig() if hidden_dims is None else TrainConfig(hidden_dims=hidden_dims)
+        return train_mlp(self.s, config, self.s.no_features(), True, tr, va, te, stats=extended, extra=synthetic,
+                         seed=seed)
+
+    def _inputs(self, tr, te, seed):
+        """The MLP's statistics with the map score (and its synthetic rows), the map network trained
+        once per training rows and seed."""
+        key = (seed, np.asarray(tr).tobytes())
+        if getattr(self, "_last", (None,))[0] != key:
+            self._last = (key, self._train_and_score(tr, te, seed))
+        return self._last[1]
+
+    def _train_and_score(self, tr, te, seed):
         s, args = self.s, self.args
         t = time.perf_counter()
         model = train_map_model([self.pixels[i] for i in tr] + self.extra_pixels,
@@ -301,8 +326,7 @@ class MapCandidate:
             synthetic = {"features": np.zeros((n, 0), np.float32), "ssim": self.extra["ssim"][:n],
                          "stats": np.concatenate([self.extra["stats"][:n],
                                                   model.score(self.extra_pixels[:n])[:, None]], 1)}
-        return train_mlp(s, TrainConfig(), s.no_features(), True, tr, va, te, stats=extended, extra=synthetic,
-                         seed=seed)
+        return extended, synthetic
 
 
 def _print_table(results: dict, held_out: list) -> None:
