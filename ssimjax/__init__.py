@@ -26,48 +26,51 @@ The public API, by stage (everything else is reachable through the packages name
 ``import ssimjax`` never imports PyTorch: only ``bridge`` does.
 """
 
-from ssimjax.config import ConfigError, TrainConfig
-from ssimjax.data.labelling import conversion_ssim, conversion_ssim_map
-from ssimjax.evaluate.cross_validation import cross_validate
-from ssimjax.evaluate.metrics import comprehensive_metrics, quality_metrics, ranking_accuracy, regression_metrics
-from ssimjax.evaluate.predict import load_run, predict_files
-from ssimjax.evaluate.recommend import recommend
-from ssimjax.evaluate.report import write_report
-from ssimjax.evaluate.settings_eval import evaluate_settings_model
-from ssimjax.features.inputs import build_inputs
-from ssimjax.features.stats import image_statistics
-from ssimjax.models.init import init_variables
-from ssimjax.models.layers import BatchNorm
-from ssimjax.models.mapnet import MapNet, map_scores
-from ssimjax.models.quality import (
-    BACKBONE,
-    PREDICTOR,
-    Predictor,
-    QualityModel,
-    make_model,
-    merge_backbone,
-    split_backbone,
-)
-from ssimjax.models.resnet import ResNet
-from ssimjax.models.setting_head import SettingsModel
-from ssimjax.train.fit import fit
-from ssimjax.train.losses import (
-    LossSpec,
-    adaptive_loss,
-    combined_loss,
-    get_loss,
-    huber_loss,
-    mae_loss,
-    mse_loss,
-    quality_aware_loss,
-    ranking_loss,
-)
-from ssimjax.train.mapnet import train_map_net
-from ssimjax.train.optim import advance_learning_rate, make_optimizer
-from ssimjax.train.run import train_run
-from ssimjax.train.settings import SettingsRunConfig, load_settings_model, train_settings_run
-from ssimjax.train.state import Trainer, TrainState, create_train_state
-from ssimjax.train.steps import epoch_batches, eval_step, extract_features, train_epoch, train_step
+# Where each public name is defined, imported on first use (PEP 562): a data build's worker
+# processes import ssimjax.data modules without JAX, Flax and Optax, which take seconds to load.
+_WHERE = {name: module for module, names in {
+    "ssimjax.config": "ConfigError TrainConfig",
+    "ssimjax.data.labelling": "conversion_ssim conversion_ssim_map",
+    "ssimjax.evaluate.cross_validation": "cross_validate",
+    "ssimjax.evaluate.metrics": "comprehensive_metrics quality_metrics ranking_accuracy regression_metrics",
+    "ssimjax.evaluate.predict": "load_run predict_files",
+    "ssimjax.evaluate.recommend": "recommend",
+    "ssimjax.evaluate.report": "write_report",
+    "ssimjax.evaluate.settings_eval": "evaluate_settings_model",
+    "ssimjax.features.inputs": "build_inputs",
+    "ssimjax.features.stats": "image_statistics",
+    "ssimjax.models.init": "init_variables",
+    "ssimjax.models.layers": "BatchNorm",
+    "ssimjax.models.mapnet": "MapNet map_scores",
+    "ssimjax.models.quality": "BACKBONE PREDICTOR Predictor QualityModel make_model merge_backbone split_backbone",
+    "ssimjax.models.resnet": "ResNet",
+    "ssimjax.models.setting_head": "SettingsModel",
+    "ssimjax.train.fit": "fit",
+    "ssimjax.train.losses": "LossSpec adaptive_loss combined_loss get_loss "
+        "huber_loss mae_loss mse_loss quality_aware_loss ranking_loss",
+    "ssimjax.train.mapnet": "train_map_net",
+    "ssimjax.train.optim": "advance_learning_rate make_optimizer",
+    "ssimjax.train.run": "train_run",
+    "ssimjax.train.settings": "SettingsRunConfig load_settings_model train_settings_run",
+    "ssimjax.train.state": "Trainer TrainState create_train_state",
+    "ssimjax.train.steps": "epoch_batches eval_step extract_features train_epoch train_step",
+}.items() for name in names.split()}
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ssimjax' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

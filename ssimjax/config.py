@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from ssimjax.files import write_text_atomic
-from ssimjax.train.losses import BASE_LOSSES, LOSSES
 
 SCHEDULERS = ("reduce_on_plateau", "cosine_annealing", "step", "constant")
 BACKBONES = ("resnet50", "tiny")
@@ -126,6 +125,8 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        from ssimjax.train.losses import BASE_LOSSES, LOSSES  # here: data builds read this module without JAX
+
         def need(cond, field, msg):
             if not cond:
                 raise ConfigError(f"{field}: {msg} (got {getattr(self, field)!r})")

@@ -132,6 +132,19 @@ def load_ssim_map(cache_dir: str | Path, image_sha: str) -> np.ndarray | None:
     return ssim_map
 
 
+def ssim_map_job(job: tuple) -> tuple:
+    """``(sha, map or None)``: the real pipeline's SSIM map of one image file, float16 (a
+    worker-process job); None where the pipeline cannot convert it (e.g. smaller than SSIM's
+    window)."""
+    from ssimjax.data.images import open_image, read_file
+
+    sha, path = job
+    try:
+        return sha, conversion_ssim_map(open_image(read_file(path)[0]))[1].astype(np.float16)
+    except Exception:  # one image VTracer, resvg or SSIM refuse must not stop the others
+        return sha, None
+
+
 def package_versions(*names: str) -> dict:
     """Installed version of each named distribution (None where it is not installed)."""
     out = {}

@@ -19,7 +19,7 @@ from ssimjax.data.images import PREPROCESS_VERSION, ImageError, open_image, read
 from ssimjax.data.labelling import iter_jobs
 from ssimjax.data.manifest import Problem, file_sha256, raise_for_problems, read_manifest
 from ssimjax.features.cache import ArrayCache, backbone_hash, feature_cache, stats_cache
-from ssimjax.features.stats import STATS_VERSION, image_statistics
+from ssimjax.features.stats import STATS_VERSION, file_statistics
 from ssimjax.files import file_lock
 from ssimjax.models.mapnet import MapModel, with_map_scores
 from ssimjax.train.batching import apply_in_batches
@@ -122,11 +122,6 @@ class _ReadImages:
 PARALLEL_STATS_MIN = 200
 
 
-def _file_statistics(job: tuple[str, bytes]) -> tuple[str, np.ndarray]:
-    sha, raw = job
-    return sha, image_statistics(open_image(raw))
-
-
 def _compute_stats(r: _ReadImages, scache: ArrayCache) -> None:
     """The statistics of ``r.stats_todo``'s files, cached (over every core when there are many)."""
     if not r.stats_todo:
@@ -135,7 +130,7 @@ def _compute_stats(r: _ReadImages, scache: ArrayCache) -> None:
     workers = None if len(r.stats_todo) >= PARALLEL_STATS_MIN else 1
     # Largest files first, in small chunks: no worker is left with a long tail while the other idles.
     jobs = sorted(r.stats_todo.items(), key=lambda job: -len(job[1]))
-    for sha, values in iter_jobs(_file_statistics, jobs, workers, chunks_per_worker=64):
+    for sha, values in iter_jobs(file_statistics, jobs, workers, chunks_per_worker=64):
         r.stats[sha] = values
         scache.put(sha, values)
     r.stats_s += time.perf_counter() - t

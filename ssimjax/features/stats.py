@@ -161,6 +161,13 @@ def image_statistics(img: Image.Image, thumb: bool = True) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def file_statistics(job: tuple[str, bytes]) -> tuple[str, np.ndarray]:
+    """``(sha, statistics)`` of one image file's bytes: a worker process's job (this module imports
+    no JAX, so workers start quickly)."""
+    sha, raw = job
+    return sha, image_statistics(open_image(raw))
+
+
 def image_inputs(images: Sequence[str | Path | Image.Image | np.ndarray], with_pixels: bool = True,
                  with_stats: bool = True, map_score=None) -> dict:
     """The one path from images to the model's inputs, shared by ``ssimjax predict`` and the

@@ -15,8 +15,8 @@ import numpy as np
 import optax
 
 from ssimjax.config import MAP_CROP, MAP_STEPS
-from ssimjax.data.images import in_threads, open_image, read_file, rgb_pixels_and_sha
-from ssimjax.data.labelling import conversion_ssim_map, load_ssim_map, run_jobs, save_ssim_map
+from ssimjax.data.images import in_threads, rgb_pixels_and_sha
+from ssimjax.data.labelling import load_ssim_map, run_jobs, save_ssim_map, ssim_map_job
 from ssimjax.data.manifest import DataError
 from ssimjax.files import file_lock
 from ssimjax.models.mapnet import MapModel, MapNet, apply_uint8, cell_targets, crop, init_map_net
@@ -111,17 +111,6 @@ def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray],
     return params, [float(v) for v in losses]
 
 
-def _ssim_map_job(job: tuple) -> tuple:
-    """``(sha, map or None)``: the real pipeline's SSIM map of one image file, float16 (a
-    worker-process job); None where the pipeline cannot convert it (e.g. smaller than SSIM's
-    window)."""
-    sha, path = job
-    try:
-        return sha, conversion_ssim_map(open_image(read_file(path)[0]))[1].astype(np.float16)
-    except Exception:  # one image VTracer, resvg or SSIM refuse must not stop the others
-        return sha, None
-
-
 def cached_ssim_maps(paths: Sequence[str | Path], shas: Sequence[str], cache_dir: str | Path, log=None) -> list:
     """Every image's real SSIM map (VTracer, resvg, SSIM), cached by the image file's sha256
     (``shas``; :func:`ssimjax.data.labelling.ssim_map_path`): the built-in real-logo set stores them as
@@ -138,7 +127,7 @@ def cached_ssim_maps(paths: Sequence[str | Path], shas: Sequence[str], cache_dir
             maps.update({sha: load_ssim_map(cache_dir, sha) for sha, m in maps.items() if m is None})
             todo = sorted((sha, path_of[sha]) for sha, m in maps.items() if m is None)
             t = time.perf_counter()
-            for sha, m in run_jobs(_ssim_map_job, todo) if todo else ():
+            for sha, m in run_jobs(ssim_map_job, todo) if todo else ():
                 if m is None:
                     failed.add(sha)
                 else:
