@@ -20,7 +20,8 @@ MAP_MIN_STEPS = 500  # and the fewest
 MAP_STEPS_PER_IMAGE = 1  # its default steps per training image, between those bounds
 MAP_CROP = 48  # and the side of its training crops, in pixels
 # What differs between the plan's model and training defaults and ssimjax's (TrainConfig.plan_model).
-PLAN_MODEL = dict(image_stats=False, map_net=False, backbone_features=True, loss="mse", epochs=50, patience=10)
+PLAN_MODEL = dict(image_stats=False, map_net=False, backbone_features=True, loss="mse", epochs=50, patience=10,
+                  hidden_dims=(1024, 512, 256, 128))
 DEFAULT_DEMO_COUNT = 400  # images in the built-in generated set
 DEFAULT_ICON_COUNT = 3000  # training images of the built-in real-logo set (from the split's training sets)
 DEFAULT_HELD_OUT_PER_SET = 60  # and images of each selection and report set, held out
@@ -68,7 +69,11 @@ class TrainConfig:
     test_source: Optional[str] = None
     # Model.
     backbone: str = "resnet50"
-    hidden_dims: Tuple[int, ...] = (1024, 512, 256, 128)
+    # The MLP's widths. The plan's are (1024, 512, 256, 128), for 2048 backbone features; the default
+    # model reads 19 numbers, and three layers of half the width rank as well at a quarter of the
+    # cost per epoch (issue 24's protocol, seeds 0-2: selection SRCC / PLCC 0.934 / 0.969 against
+    # 0.936 / 0.969, seed spread 0.008; (256, 128): 0.929 / 0.969).
+    hidden_dims: Tuple[int, ...] = (512, 256, 128)
     dropout_rate: float = 0.3
     use_batch_norm: bool = True
     freeze_backbone: bool = True
@@ -184,8 +189,8 @@ class TrainConfig:
 
     @classmethod
     def plan_model(cls, **changes) -> "TrainConfig":
-        """The plan's model and training defaults exactly: 2048 backbone features into the MLP, no
-        image statistics, MSE, 50 epochs, patience 10."""
+        """The plan's model and training defaults exactly: 2048 backbone features into its MLP
+        (1024, 512, 256, 128), no image statistics, MSE, 50 epochs, patience 10."""
         return cls(**{**PLAN_MODEL, **changes})
 
     def replace(self, **changes) -> "TrainConfig":

@@ -125,7 +125,8 @@ def _training_flags(g) -> None:
                    "are then split over every host's devices")
 
 def _model_flags(g) -> None:
-    g.add_argument("--hidden-dims", type=parse_hidden_dims, help="MLP widths, e.g. 1024,512,256,128 (the default)")
+    g.add_argument("--hidden-dims", type=parse_hidden_dims,
+                   help="MLP widths (default 512,256,128; the plan's 1024,512,256,128)")
     g.add_argument("--dropout-rate", type=float, help="default 0.3")
     g.add_argument("--no-batch-norm", dest="use_batch_norm", action="store_const", const=False,
                    help="no BatchNorm in the MLP")
@@ -136,9 +137,9 @@ def _model_flags(g) -> None:
     g.add_argument("--backbone", choices=BACKBONES,
                    help="resnet50 (default) or a tiny ResNet for smoke tests")
     g.add_argument("--plan-model", action="store_true",
-                   help="the plan's model exactly: 2048 backbone features into the MLP, no image statistics "
-                   "(model.pth strict-loads into the plan's own class), trained with the plan's mse, 50 epochs, patience 10 "
-                   "unless those flags are given")
+                   help="the plan's model exactly: 2048 backbone features into its MLP (1024,512,256,128), no image "
+                   "statistics (model.pth strict-loads into the plan's own class), trained with the plan's mse, 50 "
+                   "epochs, patience 10 unless those flags are given")
     g.add_argument("--backbone-features", dest="backbone_features", action="store_const", const=True,
                    help="the MLP also sees the backbone's features (on by default with --backbone-weights or "
                    "--no-freeze-backbone)")
