@@ -6,14 +6,12 @@ import argparse
 
 from ssimjax.config import (
     BACKBONES,
-    BASE_LOSSES,
     COMPUTE_DTYPES,
     DEFAULT_DEMO_COUNT,
     DEFAULT_HELD_OUT_PER_SET,
     DEFAULT_ICON_COUNT,
     DEFAULT_TEST_SOURCE,
     HEAD_INITS,
-    LOSSES,
     MAP_CROP,
     MAP_MIN_STEPS,
     MAP_STEPS,
@@ -21,6 +19,7 @@ from ssimjax.config import (
     POOLED_STAGES,
     SCHEDULERS,
 )
+from ssimjax.train.losses import BASE_LOSSES, LOSSES
 
 FLAG_FOR_FIELD = {
     "use_batch_norm": "--no-batch-norm",
