@@ -27,7 +27,8 @@ def test_the_mlp_sees_backbone_features_when_they_can_carry_signal(tmp_path):
     with pytest.raises(ConfigError, match="the MLP needs an input"):
         TrainConfig(image_stats=False)
     assert TrainConfig.plan_model() == TrainConfig(image_stats=False, map_net=False, backbone_features=True,
-                                                   loss="mse", epochs=50, patience=10)
+                                                   loss="mse", epochs=50, patience=10,
+                                                   hidden_dims=(1024, 512, 256, 128))
     with pytest.raises(ConfigError, match="map_net: the map score joins the image statistics"):
         TrainConfig(image_stats=False, backbone_features=True)
 
