@@ -275,6 +275,7 @@ class MapCandidate:
 
     def __init__(self, shared: Shared, args):
         self.s, self.args = shared, args
+        self._last = (None, None)  # (rows and seed, what _train_and_score gave for them)
         t = time.perf_counter()
         paths = list(shared.inputs["path"])
         self.pixels, shas = read_pixels_and_shas(paths)
@@ -302,7 +303,7 @@ class MapCandidate:
         """The MLP's statistics with the map score (and its synthetic rows), the map network trained
         once per training rows and seed."""
         key = (seed, np.asarray(tr).tobytes())
-        if getattr(self, "_last", (None,))[0] != key:
+        if self._last[0] != key:
             self._last = (key, self._train_and_score(tr, te, seed))
         return self._last[1]
 

@@ -123,8 +123,8 @@ def draw_wordmark(seed: int, index: int) -> tuple[str, bytes, str]:
 def _make_one(job):
     index, seed, out_dir, maps_dir = job
     kind, data, ext = draw_wordmark(seed, index)
-    img = open_image(data)
     try:
+        img = open_image(data)
         ssim, ssim_map = conversion_ssim_map(img)
     except Exception:  # one image the pipeline refuses (e.g. smaller than SSIM's window) is left out
         return index, None, []
