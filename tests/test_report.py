@@ -13,6 +13,7 @@ from inprocess import run_cli as run_script  # the script's command in this proc
 from PIL import Image
 
 from ssimjax.evaluate.analysis import analyze_feature_importance, validate_robustness
+from ssimjax.evaluate.predict import model_inputs
 from ssimjax.train.fit import fit
 from ssimjax.train.run import train_run
 from ssimjax.train.state import Trainer, create_train_state
@@ -108,6 +109,11 @@ def test_robustness_and_feature_importance(tiny_config):
     assert rob["noise_correlation_0.0"] == pytest.approx(1.0)
     assert rob["noise_mean_abs_change_0.2"] > 0.0
     assert rob["prediction_consistency"] == 0.0 and rob["images"] == 6
+    # A run passes the clean inputs it already has: the same figures without computing them again.
+    given = validate_robustness(Trainer.from_config(tiny_config), create_train_state(tiny_config), images,
+                                noise_levels=(0.0, 0.2), passes=3,
+                                inputs=model_inputs(Trainer.from_config(tiny_config), images))
+    assert given == rob
 
 
 def test_cross_validate_and_analyze_scripts(reported_run, small_dataset, tmp_path):
@@ -123,6 +129,12 @@ def test_cross_validate_and_analyze_scripts(reported_run, small_dataset, tmp_pat
     assert r.returncode == 0, r.stderr
     summary = json.loads((reported_run / "report" / "training_summary.json").read_text())
     assert "cross_validation.png" in summary["figures"] and summary["cross_validation"]["folds"] == 2
+    # Again on the run's validation rows: the figures the run wrote, its map scores computed after the split.
+    ran = json.loads((reported_run / "report" / "robustness.json").read_text())
+    r = run_script("analyze.py", "--checkpoint", reported_run)
+    assert r.returncode == 0, r.stderr
+    again = json.loads((reported_run / "report" / "robustness.json").read_text())
+    assert again.keys() == ran.keys() and all(again[k] == pytest.approx(v, rel=1e-5, abs=1e-6) for k, v in ran.items())
     r = run_script("analyze.py", "--checkpoint", reported_run, "--samples", "3")
     assert r.returncode == 0, r.stderr
     assert json.loads((reported_run / "report" / "robustness.json").read_text())["images"] == 3

@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     from ssimjax.evaluate.report import write_report
     from ssimjax.features.cache import default_cache_dir
     from ssimjax.features.inputs import build_inputs
+    from ssimjax.models.mapnet import with_map_scores
     from ssimjax.train.plan import RunError, resolve_data
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -43,8 +44,7 @@ def main(argv=None) -> int:
         run = load_run(args.checkpoint)
         data = args.data or run.facts["data"]["manifest"]
         data = resolve_data(data, cache_dir, DEFAULT_DEMO_COUNT, DEFAULT_ICON_COUNT)
-        inputs, facts, _ = build_inputs(run.trainer, run.state.variables, data, cache_dir, args.skip_invalid,
-                                        map_model=run.map_model)
+        inputs, facts, _ = build_inputs(run.trainer, run.state.variables, data, cache_dir, args.skip_invalid)
     except (DataError, RunError, PackageError) as e:
         _cli.fail(str(e), 1)
     sources, paths = inputs.pop("source"), inputs.pop("path")
@@ -52,6 +52,8 @@ def main(argv=None) -> int:
         c = run.config
         _, val_idx, _ = split_rows(sources, c.validation_split, c.seed, c.test_source)
         inputs, paths = {k: v[val_idx] for k, v in inputs.items()}, paths[val_idx]
+    if run.map_model is not None:  # scored after the split: the map network is most of the cost
+        inputs["stats"] = with_map_scores(inputs["stats"], list(paths), run.map_model)
     out = Path(args.checkpoint) / "report"
     results = run_analyses(run.trainer, run.state, list(paths), inputs, out, samples=args.samples,
                            batch_size=run.config.batch_size, seed=run.config.seed, map_model=run.map_model)

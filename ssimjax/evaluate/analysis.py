@@ -37,12 +37,15 @@ def add_noise(img: Image.Image, sigma: float, rng: np.random.Generator) -> Image
 
 def validate_robustness(trainer: Trainer, state: TrainState, images: Sequence[Image.Image],
                         noise_levels=NOISE_LEVELS, passes: int = 5, seed: int = 0, batch_size: int = 16,
-                        map_model=None) -> dict:
+                        map_model=None, inputs: dict | None = None) -> dict:
     """Predictions under Gaussian pixel noise (applied to the image at its own resolution, before
     anything the model computes from it), their correlation with the clean predictions, and the
-    spread of predictions over ``passes`` repeated evaluations of the same inputs."""
+    spread of predictions over ``passes`` repeated evaluations of the same inputs. ``inputs``: the
+    clean images' model inputs when the caller has them (a run has: computing them again costs a
+    quarter of this check)."""
     rng = np.random.default_rng(seed)
-    inputs = model_inputs(trainer, images, map_model)
+    if inputs is None:
+        inputs = model_inputs(trainer, images, map_model)
     clean = predict(trainer, state, inputs, batch_size)
     out = {"images": len(images), "noise_levels": list(noise_levels), "clean_mean": float(clean.mean())}
     corrs = []
@@ -162,15 +165,15 @@ def run_analyses(trainer: Trainer, state: TrainState, paths: Sequence[str], inpu
     n = len(paths)
     pick = np.sort(np.random.default_rng(seed).permutation(n)[:min(samples, n)])
     images = [open_image(read_file(paths[i])[0]) for i in pick]
+    picked = {k: v[pick] for k, v in inputs.items()}
     results = {
         "robustness": validate_robustness(trainer, state, images, seed=seed, batch_size=batch_size,
-                                          map_model=map_model),
+                                          map_model=map_model, inputs=picked),
         # One timed pass after the warm-up batch: each pass computes every image's statistics and
         # map score again, and three of them cost a default run about 10 s more.
         "benchmark": benchmark_performance(trainer, state, images, batch_size=batch_size, repeats=1,
                                            map_model=map_model),
-        "feature_importance": analyze_feature_importance(trainer, state, {k: v[pick] for k, v in inputs.items()},
-                                                         num_samples=len(pick)),
+        "feature_importance": analyze_feature_importance(trainer, state, picked, num_samples=len(pick)),
     }
     for name, result in results.items():
         (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -86,7 +86,7 @@ def train_map_net(images: Sequence[np.ndarray], ssim_maps: Sequence[np.ndarray],
     and is saved every ``checkpoints.every`` steps: the result equals an uninterrupted training's."""
     if crop_size % spec.cell:
         raise ValueError(f"crop_size must be a multiple of the cell, {spec.cell} (got {crop_size})")
-    targets = [cell_targets(m, spec.cell) for m in ssim_maps]
+    targets = in_threads(lambda m: cell_targets(m, spec.cell), ssim_maps)  # NumPy releases the GIL
     opt = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps), weight_decay=1e-4)
     params = init_map_net(spec, seed)
     opt_state = opt.init(params)
