@@ -168,7 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mlp-variants", metavar="DIMS;DIMS",
                    help="(g) again with these MLP hidden sizes (e.g. '512,256,128;256,128'), each reusing (g)'s map "
                    "network for the same rows and seed")
-    p.add_argument("--map-channels", type=int, default=16, help="(g): the map network's width (default 16)")
+    p.add_argument("--map-channels", type=int, default=TrainConfig.map_channels,
+                   help=f"(g): the map network's width (default {TrainConfig.map_channels}, a default run's)")
     p.add_argument("--map-cell", type=int, default=2,
                    help="(g): pixels per side of the cells it predicts (2: at half resolution, the default)")
     p.add_argument("--finetune-cost", action="store_true", help="also time a ResNet-50 fine-tuning step (d)")

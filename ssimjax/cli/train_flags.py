@@ -158,7 +158,7 @@ def _map_flags(g) -> None:
     g.add_argument("--no-map-net", dest="map_net", action="store_const", const=False,
                    help="no learned SSIM-map score beside the statistics: the statistics MLP alone (saves about "
                    "4 minutes of a default run; held-out PLCC about 0.1 lower)")
-    g.add_argument("--map-channels", type=int, help="the SSIM-map network's width (default 16)")
+    g.add_argument("--map-channels", type=int, help="the SSIM-map network's width (default 8)")
     g.add_argument("--map-steps", type=int, help="the SSIM-map network's training steps (default "
                    f"{MAP_STEPS_PER_IMAGE} per training image, {MAP_MIN_STEPS} to {MAP_STEPS})")
     g.add_argument("--map-crop", type=int, help=f"the side of its training crops in pixels (default {MAP_CROP})")
