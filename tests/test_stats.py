@@ -122,6 +122,14 @@ def test_thumb_ssim_is_the_real_pipelines_ssim_on_a_thumbnail_of_the_image():
     # Noise is what VTracer loses most of; a flat image it keeps whole.
     assert stats_of(noise((256, 256)))["thumb_ssim"] < 0.5 < stats_of(big)["thumb_ssim"] < 1.0
     assert stats_of(flat((256, 256)))["thumb_ssim"] == pytest.approx(1.0, abs=1e-6)
+    # A data build passes the label it has just computed: the same statistics, one conversion fewer.
+    from ssimjax.data.labelling import conversion_ssim_map
+    from ssimjax.features.stats import image_statistics
+
+    label = conversion_ssim_map(small)[0]
+    np.testing.assert_array_equal(image_statistics(small, conversion=label), image_statistics(small))
+    # ... used only where the thumbnail is the image itself.
+    assert image_statistics(big, conversion=0.5)[-1] == pytest.approx(conversion_ssim(thumb), abs=1e-6)
 
 
 def test_a_long_thin_image_keeps_ssims_window_in_its_thumbnail_and_a_tinier_one_scores_one():

@@ -37,7 +37,8 @@ def vectorize(img: Image.Image) -> str:
     import vtracer
 
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    # Lossless whatever the level: the fastest that does not make VTracer's decode slower.
+    img.save(buf, format="PNG", compress_level=1)
     return vtracer.convert_raw_image_to_svg(buf.getvalue(), img_format="png")
 
 

@@ -17,8 +17,8 @@ from typing import Sequence
 from ssimjax.config import DEFAULT_HELD_OUT_PER_SET, DEFAULT_ICON_COUNT, DEFAULT_RECIPES
 from ssimjax.data.build import build_cached, resumable_jobs
 from ssimjax.data.icons import DEFAULT_SOURCES, ICONS_VERSION, Source, choose_icons, draw_recipe, rasterise, source_svgs
-from ssimjax.data.labelling import SSIM_SETTINGS, VTRACER_DEFAULTS, conversion_ssim_map, package_versions, save_ssim_map
-from ssimjax.features.cache import cache_statistics
+from ssimjax.data.labelling import SSIM_SETTINGS, VTRACER_DEFAULTS, conversion_ssim_map, package_versions
+from ssimjax.features.cache import cache_labelled
 from ssimjax.files import write_bytes_atomic, write_csv, write_text_atomic
 
 ROLE_SEEDS = {"train": 0, "selection": 1, "report": 2}  # each role's images are drawn with their own seed
@@ -35,11 +35,7 @@ def _make_one(job):
     ext = "jpg" if recipe["format"] == "jpeg" else "png"
     name = f"images/{index:05d}_{source}.{ext}"
     write_bytes_atomic(Path(out_dir) / name, data)
-    # The label's per-pixel map, cached for the map network to train on (no second conversion),
-    # and the file's statistics, for the run (no second decode).
-    sha = hashlib.sha256(data).hexdigest()
-    save_ssim_map(maps_dir, sha, ssim_map)
-    cache_statistics(maps_dir, sha, img)
+    cache_labelled(maps_dir, data, img, ssim, ssim_map)
     return index, {"row": [name, ssim, source, icon, recipe]}, [name]
 
 

@@ -15,7 +15,6 @@ This module does not import JAX, so worker processes start quickly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import string
 from pathlib import Path
@@ -26,8 +25,8 @@ from PIL import Image, ImageDraw, ImageFont
 from ssimjax.data.build import build_cached, resumable_jobs
 from ssimjax.data.icons import compose
 from ssimjax.data.images import open_image
-from ssimjax.data.labelling import conversion_ssim_map, save_ssim_map
-from ssimjax.features.cache import cache_statistics
+from ssimjax.data.labelling import conversion_ssim_map
+from ssimjax.features.cache import cache_labelled
 from ssimjax.files import write_bytes_atomic, write_csv, write_text_atomic
 
 WORDMARKS_VERSION = 1
@@ -130,9 +129,7 @@ def _make_one(job):
         return index, None, []
     name = f"images/{index:05d}_{kind}.{ext}"
     write_bytes_atomic(Path(out_dir) / name, data)
-    sha = hashlib.sha256(data).hexdigest()
-    save_ssim_map(maps_dir, sha, ssim_map)
-    cache_statistics(maps_dir, sha, img)  # for the run, as the real-logo sets do (ssimjax.data.logoset)
+    cache_labelled(maps_dir, data, img, ssim, ssim_map)
     return index, [name, ssim, kind], [name]
 
 

@@ -86,10 +86,17 @@ def stats_cache(root: str | Path) -> ArrayCache:
     return ArrayCache(Path(root) / "stats" / STATS_VERSION)
 
 
-def cache_statistics(root: str | Path, image_sha: str, img) -> None:
-    """Computes a decoded image file's statistics into :func:`stats_cache`: a data build's worker,
-    which has just decoded the file it wrote, saves the run a second decode of every file."""
-    stats_cache(root).put(image_sha, image_statistics(img))
+def cache_labelled(root: str | Path, data: bytes, img, ssim: float, ssim_map: np.ndarray) -> None:
+    """What a data build's worker caches for an image file it has just written and labelled
+    (``data`` its bytes, ``img`` them decoded, ``ssim`` and ``ssim_map`` the label): the SSIM map,
+    for the map network to train on without a second conversion, and the file's statistics, for
+    the run without a second decode (``thumb_ssim`` of an image no larger than the thumbnail is
+    the label itself); both keyed by the file's sha256."""
+    from ssimjax.data.labelling import save_ssim_map
+
+    sha = hashlib.sha256(data).hexdigest()
+    save_ssim_map(root, sha, ssim_map)
+    stats_cache(root).put(sha, image_statistics(img, conversion=ssim))
 
 
 def backbone_hash(variables: dict) -> str:

@@ -98,17 +98,21 @@ def _blockiness(lum: np.ndarray) -> float:
     return float(np.log((on_x + on_y + 1e-3) / (off_x + off_y + 1e-3)))
 
 
-def thumbnail_ssim(rgb: Image.Image, side: int = THUMB_SIDE) -> float:
+def thumbnail_ssim(rgb: Image.Image, side: int = THUMB_SIDE, conversion: float | None = None) -> float:
     """The real pipeline's SSIM (:func:`ssimjax.data.labelling.conversion_ssim`) on ``rgb`` resized
     (Lanczos) to at most ``side`` px on its long side, but no less than SSIM's window on its short
     side; on ``rgb`` itself if it is that small. 1.0 for an image too small for SSIM's window, or
-    one the pipeline refuses: neither can be scored."""
+    one the pipeline refuses: neither can be scored. ``conversion``: ``rgb``'s own conversion SSIM
+    when the caller has it (a data build's label), returned rather than computed again when the
+    thumbnail is the image."""
     from ssimjax.data.labelling import conversion_ssim
 
     w, h = rgb.size
     if min(w, h) < _MIN_SIDE:
         return 1.0
     scale = min(1.0, max(side / max(w, h), _MIN_SIDE / min(w, h)))
+    if scale >= 1.0 and conversion is not None:
+        return float(conversion)
     if scale < 1.0:
         rgb = rgb.resize((max(_MIN_SIDE, round(w * scale)), max(_MIN_SIDE, round(h * scale))), Image.LANCZOS)
     try:
@@ -117,9 +121,10 @@ def thumbnail_ssim(rgb: Image.Image, side: int = THUMB_SIDE) -> float:
         return 1.0
 
 
-def image_statistics(img: Image.Image, thumb: bool = True) -> np.ndarray:
+def image_statistics(img: Image.Image, thumb: bool = True, conversion: float | None = None) -> np.ndarray:
     """float32 (len(STAT_NAMES),): the statistics of one decoded image, at its own resolution;
-    without ``thumb``, the first :data:`SETTINGS_STATS` (no conversion)."""
+    without ``thumb``, the first :data:`SETTINGS_STATS` (no conversion). ``conversion``: the image's
+    own conversion SSIM when known (:func:`thumbnail_ssim`)."""
     w, h = img.size
     alpha = None
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
@@ -155,7 +160,7 @@ def image_statistics(img: Image.Image, thumb: bool = True) -> np.ndarray:
     values = [
         np.log(w * h), np.log(w / h), grad_abs, grad_half, grad_sq, res1, res2, edges, float(lum.std()),
         np.log1p(len(p)), entropy, float(p.max()), partial, transparent, _blockiness(lum), flat, speckle,
-    ] + ([thumbnail_ssim(rgb)] if thumb else [])
+    ] + ([thumbnail_ssim(rgb, conversion=conversion)] if thumb else [])
     out = np.asarray(values, np.float64)
     out[_LOGGED] = np.log(out[_LOGGED] + 1e-3)
     return out.astype(np.float32)
