@@ -30,9 +30,10 @@ NOISE_LEVELS = (0.01, 0.05, 0.1)
 
 def add_noise(img: Image.Image, sigma: float, rng: np.random.Generator) -> Image.Image:
     """Gaussian noise of std ``sigma`` in [0, 1] pixel space, clipped, back to 8 bits (RGB)."""
-    x = np.asarray(img.convert("RGB"), np.float64) / 255.0
-    noisy = np.clip(x + rng.normal(0.0, sigma, x.shape), 0.0, 1.0)
-    return Image.fromarray(np.round(noisy * 255.0).astype(np.uint8))
+    # float32, as the plan's torch.randn_like: a 1024 px image's noise in a third of float64's time.
+    x = np.asarray(img.convert("RGB"), np.float32) / np.float32(255.0)
+    noisy = np.clip(x + np.float32(sigma) * rng.standard_normal(x.shape, dtype=np.float32), 0.0, 1.0)
+    return Image.fromarray(np.round(noisy * np.float32(255.0)).astype(np.uint8))
 
 
 def validate_robustness(trainer: Trainer, state: TrainState, images: Sequence[Image.Image],

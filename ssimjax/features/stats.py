@@ -198,8 +198,15 @@ def image_inputs(images: Sequence[str | Path | Image.Image | np.ndarray], with_p
     if with_pixels:
         out["image"] = np.stack([resize_224(img) for img in decoded])
     if with_stats:
-        out["stats"] = np.stack([image_statistics(img) for img in decoded])
-        if map_score is not None:
-            scores = np.asarray(map_score([rgb_pixels(img) for img in decoded]), np.float32)
-            out["stats"] = np.concatenate([out["stats"], scores.reshape(-1, 1)], axis=1)
+        if map_score is None:
+            out["stats"] = np.stack([image_statistics(img) for img in decoded])
+        else:
+            # The map network (XLA's or PyTorch's threads) scores while this thread computes the
+            # statistics (NumPy, Pillow, VTracer): both cores busy instead of one at a time.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1) as pool:
+                scores = pool.submit(lambda: np.asarray(map_score([rgb_pixels(img) for img in decoded]), np.float32))
+                stats = np.stack([image_statistics(img) for img in decoded])
+                out["stats"] = np.concatenate([stats, scores.result().reshape(-1, 1)], axis=1)
     return out
