@@ -202,11 +202,13 @@ def image_inputs(images: Sequence[str | Path | Image.Image | np.ndarray], with_p
             out["stats"] = np.stack([image_statistics(img) for img in decoded])
         else:
             # The map network (XLA's or PyTorch's threads) scores while this thread computes the
-            # statistics (NumPy, Pillow, VTracer): both cores busy instead of one at a time.
+            # statistics (NumPy, Pillow, VTracer): both cores busy instead of one at a time. Only
+            # arrays cross to the other thread: Pillow's lazy loading is not thread-safe.
             from concurrent.futures import ThreadPoolExecutor
 
+            pixels = [rgb_pixels(img) for img in decoded]
             with ThreadPoolExecutor(1) as pool:
-                scores = pool.submit(lambda: np.asarray(map_score([rgb_pixels(img) for img in decoded]), np.float32))
+                scores = pool.submit(lambda: np.asarray(map_score(pixels), np.float32))
                 stats = np.stack([image_statistics(img) for img in decoded])
                 out["stats"] = np.concatenate([stats, scores.result().reshape(-1, 1)], axis=1)
     return out
