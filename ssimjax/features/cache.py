@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ssimjax.data.images import PREPROCESS_VERSION
+from ssimjax.data.labelling import save_ssim_map
 from ssimjax.features.stats import STATS_VERSION, image_statistics
 from ssimjax.files import read_entry, write_entry
 
@@ -92,8 +93,6 @@ def cache_labelled(root: str | Path, data: bytes, img, ssim: float, ssim_map: np
     for the map network to train on without a second conversion, and the file's statistics, for
     the run without a second decode (``thumb_ssim`` of an image no larger than the thumbnail is
     the label itself); both keyed by the file's sha256."""
-    from ssimjax.data.labelling import save_ssim_map
-
     sha = hashlib.sha256(data).hexdigest()
     save_ssim_map(root, sha, ssim_map)
     stats_cache(root).put(sha, image_statistics(img, conversion=ssim))

@@ -15,6 +15,7 @@ conversion's own SSIM.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -204,8 +205,6 @@ def image_inputs(images: Sequence[str | Path | Image.Image | np.ndarray], with_p
             # The map network (XLA's or PyTorch's threads) scores while this thread computes the
             # statistics (NumPy, Pillow, VTracer): both cores busy instead of one at a time. Only
             # arrays cross to the other thread: Pillow's lazy loading is not thread-safe.
-            from concurrent.futures import ThreadPoolExecutor
-
             pixels = [rgb_pixels(img) for img in decoded]
             with ThreadPoolExecutor(1) as pool:
                 scores = pool.submit(lambda: np.asarray(map_score(pixels), np.float32))
