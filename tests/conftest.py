@@ -21,7 +21,10 @@ def isolated_cache(tmp_path_factory):
     # Tests compile the same tiny steps again and again (a new Trainer, a new process): one JAX
     # persistent compilation cache for the session, this process's and every command's it starts,
     # so that each later test loads the executable instead of compiling it again.
-    compiled = path / "jax-compilation"
+    # Under pytest-xdist (`-n 2`) the workers share it too: their session folders sit side by side
+    # under one base folder. JAX reads a half-written entry as a miss (a warning) and compiles.
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else path
+    compiled = shared / "jax-compilation"
     os.environ["JAX_COMPILATION_CACHE_DIR"] = str(compiled)
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
     jax.config.update("jax_compilation_cache_dir", str(compiled))
