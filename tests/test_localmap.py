@@ -78,9 +78,11 @@ def test_tiles_of_each_images_own_size_give_the_whole_images_map():
         even = np.pad(img, ((0, -h % 2), (0, -w % 2), (0, 0)), mode="edge")
         x = np.pad(even, ((m, m), (m, m), (0, 0)), mode="edge")[None] / 255.0
         np.testing.assert_allclose(tiled, np.asarray(map_net_apply(params, spec, x))[0], atol=1e-5)
-    # The default network's margin (20 px): a small logo takes one 32 px tile, a large one 256 px tiles.
+    # The default network's margin (20 px): a small logo takes one 32 px tile, a large one 256 px
+    # tiles, a 1024 px square one tile of its size (fewer margin pixels than sixteen 256 px tiles).
     assert tile_size_for(24, 24, MapNet().margin) == 32
     assert tile_size_for(1024, 700, MapNet().margin) == 256
+    assert tile_size_for(1024, 1024, MapNet().margin) == 1024
 
 
 def test_micro_batches_give_the_whole_batch_gradient():
