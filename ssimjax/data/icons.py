@@ -217,8 +217,8 @@ def compose(icon: Image.Image, pad: int, recipe: dict) -> bytes:
         # Compression level 1: the same pixels as Pillow's default 6, encoded in two thirds of the
         # time and decoded faster (measured on 400 of the default run's PNGs: 1.9 s against 3.0 s
         # to encode, 0.6 against 0.8 s to decode; 1.5x the bytes).
-        (canvas if recipe["background"] == "transparent" else canvas.convert("RGB")).save(buf, format="PNG",
-                                                                                           compress_level=1)
+        png = canvas if recipe["background"] == "transparent" else canvas.convert("RGB")
+        png.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 

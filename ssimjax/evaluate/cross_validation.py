@@ -70,11 +70,9 @@ def fold_splits(y, folds: int = 5, stratified: bool = True, bands=(0.6, 0.8), se
     return list(splitter.split(np.zeros(len(y)), strata)), kind
 
 
-def start_state(config: TrainConfig, train: dict, base_variables: dict | None = None) -> TrainState:
-    """A fresh state for training on ``train``: seeded (or ``base_variables``), image statistics
-    standardised with the training rows', head bias at their mean SSIM (as a run starts)."""
-    variables = base_variables if base_variables is not None else \
-        init_variables(Trainer.from_config(config).model, config.seed)
+def start_state(config: TrainConfig, train: dict, variables: dict) -> TrainState:
+    """A fresh state for training on ``train`` from ``variables`` (every fold's same start), image
+    statistics standardised with the training rows', head bias at their mean SSIM (as a run starts)."""
     if "stats" in train:
         variables = with_training_start(variables, config, train["stats"], train["ssim"])
     return create_train_state(config, variables)
