@@ -55,6 +55,13 @@ def test_a_conversion_is_labelled_by_the_real_pipeline():
     assert coarse["svg_bytes"] < labels["svg_bytes"] and coarse["svg_paths"] == labels["svg_paths"]
     binary, _ = conversion_labels(img, {"colormode": "binary"})
     assert binary["rgb_ssim"] < labels["rgb_ssim"]
+    # The search's shortcut: a conversion whose luminance SSIM misses the floor gets no colour SSIM.
+    from ssimjax.data.vtsettings import svg_labels
+
+    above, _ = svg_labels(img.convert("RGB"), svg, min_ssim=labels["ssim"] - 0.01)
+    assert above == labels
+    missed, _ = svg_labels(img.convert("RGB"), svg, min_ssim=labels["ssim"] + 0.01)
+    assert missed["ssim"] == labels["ssim"] and np.isnan(missed["rgb_ssim"])
 
 
 def test_a_settings_set_is_reproducible_over_workers_cached_and_keeps_each_map(registry, tmp_path, monkeypatch):  # noqa: F811

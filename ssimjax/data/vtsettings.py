@@ -124,7 +124,7 @@ def convert(img: Image.Image, setting: dict) -> str:
 
     s = check_setting(setting)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.save(buf, format="PNG", compress_level=1)  # lossless at any level: the fastest (as labelling.vectorize)
     return vtracer.convert_raw_image_to_svg(buf.getvalue(), img_format="png", max_iterations=10,
                                             **{k: (float(v) if k == "length_threshold" else v) for k, v in s.items()})
 
@@ -148,11 +148,14 @@ def conversion_labels(img: Image.Image, setting: dict) -> tuple[dict, np.ndarray
     return svg_labels(original, convert(original, setting))
 
 
-def svg_labels(original: Image.Image, svg: str) -> tuple[dict, np.ndarray]:
-    """:func:`conversion_labels` of an SVG already converted from the RGB image ``original``."""
+def svg_labels(original: Image.Image, svg: str, min_ssim: float | None = None) -> tuple[dict, np.ndarray]:
+    """:func:`conversion_labels` of an SVG already converted from the RGB image ``original``. With
+    ``min_ssim``, a luminance SSIM below it leaves ``rgb_ssim`` NaN: a search that needs both to
+    reach a target skips three of the four SSIMs of a conversion that already missed it."""
     rendered = render_svg(svg, original.width, original.height)
     ssim, full = _ssim(original, rendered, full=True)
-    return dict(ssim=float(ssim), rgb_ssim=rgb_ssim(original, rendered), svg_bytes=len(svg.encode()),
+    colour = float("nan") if min_ssim is not None and ssim < min_ssim else rgb_ssim(original, rendered)
+    return dict(ssim=float(ssim), rgb_ssim=colour, svg_bytes=len(svg.encode()),
                 svg_paths=svg.count("<path")), full.astype(np.float32)
 
 

@@ -89,7 +89,10 @@ def recommend(model_or_run, images: Sequence, min_ssim: float | None = None, max
 
             def real(j):
                 svgs[j] = convert(original, candidates[j])
-                labels[j] = svg_labels(original, svgs[j])[0]
+                # search_setting converts the defaults first; a candidate whose luminance SSIM misses
+                # the target they fix is rejected without its colour SSIM.
+                floor = min(min_ssim, labels[d]["ssim"]) if min_ssim is not None and d in labels else None
+                labels[j] = svg_labels(original, svgs[j], floor)[0]
                 return labels[j]["ssim"], labels[j]["rgb_ssim"], labels[j]["svg_bytes"]
 
             c, converted = search_setting(pred["ssim"], pred["rgb_ssim"], pred["bytes"], d, real, search,
