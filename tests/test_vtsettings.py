@@ -133,12 +133,17 @@ def test_the_setting_model_reads_the_image_once_and_each_setting_through_its_hea
 
 
 def test_a_grid_converts_every_logo_with_every_setting(registry, tmp_path, monkeypatch):  # noqa: F811
-    from ssimjax.data.vtsettings import issue_grid
+    from ssimjax.data.vtsettings import candidate_grid, issue_grid, setting_key
+    from ssimjax.train.settings import SettingsRunConfig
 
     grid = issue_grid()
     assert len(grid) == 54 and default_setting() in grid
     pairs = {(f, m) for f in (2, 4, 8) for m in ("spline", "polygon")}
     assert {(g["filter_speckle"], g["mode"]) for g in grid} == pairs
+    candidates = candidate_grid()  # what a settings run chooses among: the grid, then coarser polygons
+    assert candidates[:54] == grid and len({setting_key(c) for c in candidates}) == 84
+    assert all(c["mode"] == "polygon" and c["layer_difference"] >= 64 for c in candidates[54:])
+    assert SettingsRunConfig().candidates == tuple(check_setting(c) for c in candidates)
     monkeypatch.setenv("SSIMJAX_NPM_REGISTRY", registry.as_uri())
     folder = settings_dataset(tmp_path / "cache", 3, 0, seed=2, sources=SOURCES, grid=grid[:4])
     rows = list(csv.DictReader(open(folder / "settings.csv")))

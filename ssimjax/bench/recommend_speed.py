@@ -5,7 +5,8 @@ python -m ssimjax.bench.recommend_speed --checkpoint RUN [--size 512] [--count 1
 Each image (default: ``--count`` held-out report logos of the run's settings sets) is resized so
 its long side is ``--size`` px. Per image, in one process on this machine: the recommendation
 (decode, statistics, the map trunk once, every candidate scored, the choice), median of 3 after a
-warm-up; converting it with every candidate setting by VTracer alone (what finding the best by
+warm-up; converting it with every setting of issue 25's 54-setting grid (the goal's yardstick; the
+run may choose among more) by VTracer alone (what finding the best by
 conversion costs at the least), and with rendering and SSIM too (what it costs to know which is
 best); and the search (``recommend --search N``, default 3: the recommendation, then the defaults
 and up to N candidates converted, rendered and scored), once. Prints the medians over images and
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--cache-dir")
     args = p.parse_args(argv)
     from ssimjax.data.images import open_image, read_file
-    from ssimjax.data.vtsettings import conversion_labels, convert
+    from ssimjax.data.vtsettings import conversion_labels, convert, issue_grid
     from ssimjax.evaluate.recommend import recommend
     from ssimjax.train.settings import SettingsRunConfig, held_out_rows, load_settings_model
 
@@ -71,27 +72,29 @@ def main(argv=None) -> int:
                                                candidates=tuple(cfg["candidates"])), "report", args.cache_dir)
         paths = list(dict.fromkeys(rows["image"]))[:args.count]
     rec, conv, full, found, converted = [], [], [], [], []
+    grid = issue_grid()
     with tempfile.TemporaryDirectory() as tmp:
         files = _resized(paths, args.size, Path(tmp))
         recommend(model, [str(files[0])])  # compiles the trunk and the per-setting layers once
         for f in files:
             rec.append(_median_time(lambda: recommend(model, [str(f)]), 3))
             img = open_image(read_file(f)[0]).convert("RGB")
-            conv.append(_median_time(lambda: [convert(img, s) for s in model.candidates], 1))
-            full.append(_median_time(lambda: [conversion_labels(img, s) for s in model.candidates], 1))
+            conv.append(_median_time(lambda: [convert(img, s) for s in grid], 1))
+            full.append(_median_time(lambda: [conversion_labels(img, s) for s in grid], 1))
             t = time.perf_counter()
             converted.append(recommend(model, [str(f)], search=args.search)[str(f)]["conversions"])
             found.append(time.perf_counter() - t)
-            print(f"{paths[files.index(f)]}: recommendation {rec[-1]:.3f} s, converting {len(model.candidates)} "
+            print(f"{paths[files.index(f)]}: recommendation {rec[-1]:.3f} s, converting the {len(grid)} grid "
                   f"settings {conv[-1]:.2f} s (with rendering and SSIM {full[-1]:.2f} s); --search {args.search} "
                   f"{found[-1]:.2f} s ({converted[-1]} settings converted)", flush=True)
     r, c, f_, s = np.median(rec), np.median(conv), np.median(full), np.median(found)
     print(f"at {args.size} px over {len(files)} images ({len(model.candidates)} candidate settings): recommendation "
-          f"median {r:.3f} s; converting every setting median {c:.2f} s ({c / r:.1f}x the recommendation), with "
+          f"median {r:.3f} s; converting every setting of issue 25's {len(grid)}-setting grid median {c:.2f} s "
+          f"({c / r:.1f}x the recommendation), with "
           f"rendering and SSIM {f_:.2f} s ({f_ / r:.1f}x); per-image ratios (conversion only) "
           f"{np.min(np.asarray(conv) / rec):.1f}-{np.max(np.asarray(conv) / rec):.1f}x")
     print(f"--search {args.search}: median {s:.2f} s, {np.mean(converted):.1f} settings converted on average; "
-          f"converting, rendering and scoring every setting takes {f_ / s:.1f}x as long")
+          f"converting, rendering and scoring every grid setting takes {f_ / s:.1f}x as long")
     return 0
 
 

@@ -30,7 +30,8 @@ SETTINGS_FLAGS = {
     "--min-ssim": ("min_ssim", float, "the target the report's recommendations meet (default 0.95)"),
     "--margin": ("margin", float, "safety margin on the predicted SSIM when choosing (default 0.005)"),
     "--candidates": ("candidates", str, "a JSON file listing the settings to choose among (objects of VTracer "
-                     "parameters; missing ones take the defaults; default: issue 25's 54-setting grid)"),
+                     "parameters; missing ones take the defaults; default: issue 25's 54-setting grid and 30 "
+                     "coarse polygons)"),
 }
 
 

@@ -113,6 +113,23 @@ def issue_grid() -> list[dict]:
             for f in (2, 4, 8) for c in (4, 6, 8) for d in (8, 16, 32) for m in ("spline", "polygon")]
 
 
+def coarse_polygons() -> list[dict]:
+    """30 settings beyond issue 25's grid that trade detail for size: polygons (whole-pixel
+    coordinates), layers merged up to a colour difference of 64 or 128, filter_speckle 2-32 x
+    color_precision 4 / 6 / 8 (VTracer's defaults otherwise). On 30 selection logos they brought the
+    smallest setting that really keeps the defaults' quality from 0.195x to 0.164x of the defaults'
+    size (docs/quality.md); path_precision does not change a polygon, and a spline even at 1 decimal
+    is larger than the polygon."""
+    return [{**default_setting(), "mode": "polygon", "filter_speckle": f, "color_precision": c, "layer_difference": d}
+            for f in (2, 4, 8, 16, 32) for c in (4, 6, 8) for d in (64, 128)]
+
+
+def candidate_grid() -> list[dict]:
+    """The settings a recommendation chooses from by default: :func:`issue_grid` (VTracer's defaults
+    among them) and :func:`coarse_polygons`, 84 in all."""
+    return issue_grid() + coarse_polygons()
+
+
 def logo_settings(seed: int, index: int, k: int, grid: Sequence[dict] | None) -> list[dict]:
     """The settings logo ``index`` is converted with: every one of ``grid``, or ``k`` drawn ones."""
     return [check_setting(s) for s in grid] if grid is not None else sample_settings(seed, index, k)

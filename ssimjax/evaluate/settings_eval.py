@@ -1,7 +1,8 @@
 """Scoring a settings model on held-out logos converted with every candidate setting (issue 25).
 
 For each logo: how well the predictions rank its settings (within-logo SRCC of luminance SSIM,
-colour SSIM and size), what the recommendation at ``min_ssim`` really gives (does it meet the
+colour SSIM and size; of SSIM also over the settings of issue 25's 54-setting grid alone), what the
+recommendation at ``min_ssim`` really gives (does it meet the
 target, at what size against VTracer's defaults) against the oracle (the smallest setting that
 really meets it, chosen with hindsight), how long the recommendation took, and what the search
 (``ssimjax recommend --search N``) keeps and how many settings it converts, read from the real grid.
@@ -57,9 +58,10 @@ def evaluate_settings_model(model, rows: dict, min_ssim: float = 0.95, margin: f
     each logo converted with several settings, VTracer's defaults among them) the predictions and
     their real outcome, and the means over logos; ``search_*``: the same for the search with
     ``search`` candidates, each conversion read from the rows."""
-    from ssimjax.data.vtsettings import default_setting
+    from ssimjax.data.vtsettings import default_setting, issue_grid, setting_key
     from ssimjax.models.setting_head import choose_setting, search_setting
 
+    grid = {setting_key(g) for g in issue_grid()}
     logos = []
     for image in dict.fromkeys(rows["image"]):
         idx = np.flatnonzero(rows["image"] == image)
@@ -75,8 +77,10 @@ def evaluate_settings_model(model, rows: dict, min_ssim: float = 0.95, margin: f
         found, converted = search_setting(pred["ssim"], pred["rgb_ssim"], pred["bytes"], d,
                                           lambda j: (ssim[j], rgb[j], size[j]), search, min_ssim=min_ssim)
         searched = judge_choice(ssim, rgb, size, d, found, min_ssim)
+        on_grid = np.asarray([setting_key(s) in grid for s in settings])
         logos.append(dict(image=str(image), source=str(rows["source"][idx[0]]), seconds=seconds,
                           within_srcc_ssim=within_logo_srcc(pred["ssim"], ssim),
+                          within_srcc_ssim_grid=within_logo_srcc(np.asarray(pred["ssim"])[on_grid], ssim[on_grid]),
                           within_srcc_rgb_ssim=within_logo_srcc(pred["rgb_ssim"], rgb),
                           within_srcc_bytes=within_logo_srcc(pred["bytes"], size),
                           **judge_choice(ssim, rgb, size, d, chosen, min_ssim),
@@ -91,6 +95,7 @@ def evaluate_settings_model(model, rows: dict, min_ssim: float = 0.95, margin: f
     metrics = dict(
         logos=len(logos), settings_per_logo=float(np.mean([g["settings"] for g in logos])), min_ssim=min_ssim,
         margin=margin, within_srcc_ssim=_mean([g["within_srcc_ssim"] for g in logos]),
+        within_srcc_ssim_grid=_mean([g["within_srcc_ssim_grid"] for g in logos]),
         within_srcc_rgb_ssim=_mean([g["within_srcc_rgb_ssim"] for g in logos]),
         within_srcc_bytes=_mean([g["within_srcc_bytes"] for g in logos]),
         meets=_mean([g["meets"] for g in logos]), meets_within=_mean([g["meets_within"] for g in logos]),
@@ -107,7 +112,9 @@ def evaluate_settings_model(model, rows: dict, min_ssim: float = 0.95, margin: f
 
 def metric_line(m: dict) -> str:
     """One line of a role's figures, as the command prints them."""
-    return (f"within-logo SRCC ssim {m['within_srcc_ssim']:.3f}, colour {m['within_srcc_rgb_ssim']:.3f}, bytes "
+    grid = m.get("within_srcc_ssim_grid", float("nan"))
+    return (f"within-logo SRCC ssim {m['within_srcc_ssim']:.3f} (issue 25's 54-setting grid {grid:.3f}), colour "
+            f"{m['within_srcc_rgb_ssim']:.3f}, bytes "
             f"{m['within_srcc_bytes']:.3f}; at min-ssim {m['min_ssim']}: meets {100 * m['meets']:.0f} % "
             f"({100 * m['meets_within']:.0f} % within {TOLERANCE}), median size x{m['median_size_ratio']:.3f} "
             f"of the defaults' (oracle x{m['oracle_median_size_ratio']:.3f}); {m['median_recommend_seconds']:.2f} s "

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from ssimjax.data.vtsettings import check_setting, default_setting, issue_grid, setting_key
+from ssimjax.data.vtsettings import candidate_grid, check_setting, default_setting, setting_key
 from ssimjax.files import write_text_atomic
 from ssimjax.models.mapnet import MapNet, cell_targets, cell_weights, crop
 from ssimjax.models.setting_head import (
@@ -81,7 +81,7 @@ class SettingsRunConfig:
     prior_weight: float = 1.0  # how much the neighbours' curve, not the map network, says how the settings differ
     prior_anchor: str = "defaults"  # with prior_weight 1: the map network's SSIM of the defaults ("defaults") or
     #                                 its mean over the settings scored ("mean") sets the level
-    candidates: tuple = field(default_factory=lambda: tuple(issue_grid()))
+    candidates: tuple = field(default_factory=lambda: tuple(candidate_grid()))
 
     def __post_init__(self):
         for name in ("count", "k", "held_out_count", "cond_steps", "head_epochs"):
