@@ -32,14 +32,19 @@ SSIM_SETTINGS = dict(
 )
 
 
+def vtracer_input(img: Image.Image) -> bytes:
+    """The PNG bytes VTracer is given for an image."""
+    buf = io.BytesIO()
+    # Lossless whatever the level: the fastest that does not make VTracer's decode slower.
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def vectorize(img: Image.Image) -> str:
     """VTracer's SVG of an image, with VTracer's default parameters."""
     import vtracer
 
-    buf = io.BytesIO()
-    # Lossless whatever the level: the fastest that does not make VTracer's decode slower.
-    img.save(buf, format="PNG", compress_level=1)
-    return vtracer.convert_raw_image_to_svg(buf.getvalue(), img_format="png")
+    return vtracer.convert_raw_image_to_svg(vtracer_input(img), img_format="png")
 
 
 def render_svg(svg: str, width: int, height: int) -> Image.Image:

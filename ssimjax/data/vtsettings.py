@@ -16,7 +16,6 @@ the other sets (:mod:`ssimjax.data.build`). This module does not import JAX.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -35,6 +34,7 @@ from ssimjax.data.labelling import (
     map_entry,
     package_versions,
     render_svg,
+    vtracer_input,
 )
 from ssimjax.files import read_entry, write_bytes_atomic, write_csv, write_entry, write_text_atomic
 
@@ -140,9 +140,7 @@ def convert(img: Image.Image, setting: dict) -> str:
     import vtracer
 
     s = check_setting(setting)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)  # lossless at any level: the fastest (as labelling.vectorize)
-    return vtracer.convert_raw_image_to_svg(buf.getvalue(), img_format="png", max_iterations=10,
+    return vtracer.convert_raw_image_to_svg(vtracer_input(img), img_format="png", max_iterations=10,
                                             **{k: (float(v) if k == "length_threshold" else v) for k, v in s.items()})
 
 
