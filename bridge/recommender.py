@@ -5,8 +5,9 @@ plan's ``QualityPredictionModel`` (which stays as it is).
     params, figures = model.recommend("logo.png", min_ssim=0.95)   # a path, PIL image or uint8 array
     vtracer.convert_image_to_svg_py("logo.png", "logo.svg", **params)
 
-The image is read once (its statistics, the map network's trunk); each candidate setting then adds
-two 1x1 layers over the hidden cells and a small MLP. Equal to ``ssimjax recommend`` (the same
+The image is read once (its statistics, the map network's trunk, and, with ``sim_cap``, a simulation
+of VTracer's clustering that caps the predictions); each candidate setting then adds two 1x1 layers
+over the hidden cells and a small MLP. Equal to ``ssimjax recommend`` (the same
 weights, the same arithmetic in float32).
 """
 
@@ -25,6 +26,7 @@ from ssimjax.models.setting_head import (
     ENCODING,
     TARGETS,
     anchor_index,
+    cap_by_simulation,
     choose_setting,
     encode_settings,
     neighbour_curve,
@@ -66,9 +68,14 @@ class SettingRecommender(nn.Module):
         """``{"ssim", "rgb_ssim", "bytes"}`` (numpy, one per setting; default: the candidates) for an
         image given as a path, a PIL image or a uint8 array at its own resolution."""
         from ssimjax.data.images import as_image, rgb_pixels
+        from ssimjax.data.vtsettings import default_setting
         from ssimjax.features.stats import image_statistics
 
         pil = as_image(image)
+        cap = self.config.get("sim_cap")
+        if cap is not None and settings is not None and default_setting() not in [dict(s) for s in settings]:
+            out = self.predict_settings(pil, [*settings, default_setting()])  # the cap is relative to the defaults
+            return {k: v[:-1] for k, v in out.items()}
         device = self.y_mean.device
         enc = self.candidates_encoded if settings is None else torch.from_numpy(encode_settings(settings))
         enc = enc.to(device)
@@ -97,6 +104,13 @@ class SettingRecommender(nn.Module):
         elif curve is not None:
             w = float(self.config["prior_weight"])
             ssim = ssim.mean() + (1 - w) * (ssim - ssim.mean()) + w * curve
+        if cap is not None:
+            from ssimjax.features.vtsim import simulate_settings
+
+            scored_settings = [dict(s) for s in (self.candidates if settings is None else settings)]
+            simulated = simulate_settings(pil, scored_settings)["ssim"]
+            ssim = torch.from_numpy(cap_by_simulation(ssim.cpu().numpy(), simulated,
+                                                      scored_settings.index(default_setting()), float(cap))).to(device)
         rgb_ssim = torch.clamp(head[:, 1] + (ssim - head[:, 0]), max=1.0)
         return {"ssim": ssim.cpu().numpy(), "rgb_ssim": rgb_ssim.cpu().numpy(),
                 "bytes": torch.exp(head[:, 2]).cpu().numpy()}
@@ -176,7 +190,7 @@ def export_settings_run(run_dir: str | Path, out: str | Path) -> Path:
                   hidden=int(np.shape(image_layers[0]["w"])[1]), candidates=[dict(c) for c in model.candidates],
                   margin=float(run_cfg.get("margin", 0.0)), min_ssim=float(run_cfg.get("min_ssim", 0.95)),
                   stats_version=STATS_VERSION, neighbours=int(model.neighbours), prior_weight=float(model.prior_weight),
-                  prior_anchor=model.prior_anchor,
+                  prior_anchor=model.prior_anchor, sim_cap=model.sim_cap,
                   prior_logos=0 if model.prior_stats is None else int(len(model.prior_stats)))
     checkpoint = {"kind": KIND, "config": config, "model_state_dict": settings_state_dict(model)}
     SettingRecommender(config).load_state_dict(checkpoint["model_state_dict"], strict=True)  # what deployment loads

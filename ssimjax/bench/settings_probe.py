@@ -2,19 +2,21 @@
 selection sets only (report sets are never read here).
 
 python -m ssimjax.bench.settings_probe [--seeds 0,1,2] [--grid-count 150] [--cond-map-steps 4000] [--margins M,...]
-    [--tries N,...]
+    [--tries N,...] [--sim-caps C,...]
 
 For each seed: the settings model of ``ssimjax train --vtracer-parameters`` with these flags
 (:func:`ssimjax.train.settings.fit_settings_model`), scored on the selection logos converted with
 every candidate setting (:func:`ssimjax.evaluate.settings_eval.evaluate_settings_model`): within-logo
 SRCC of SSIM, colour SSIM and size, and what the choice at ``--min-ssim`` really gives for each
-margin, and the search for each number of tries. Then the means over seeds and their spread
+margin, and the search for each number of tries, each with every ``--sim-caps`` (the same trained
+model, its predictions capped by the simulated clustering or not). Then the means over seeds and their spread
 (max - min): a change is kept only if it lifts the selection mean by more than that spread.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -61,6 +63,9 @@ def main(argv=None) -> int:
     p.add_argument("--prior-weight", type=float, default=d.prior_weight,
                    help=f"weight of the neighbour prior on how the settings differ (default {d.prior_weight}; 0: off)")
     p.add_argument("--prior-anchor", default=d.prior_anchor, choices=("defaults", "mean"))
+    p.add_argument("--sim-caps", default=str(d.sim_cap),
+                   help="each model is also scored with each of these caps by the simulated clustering ('off': none; "
+                   f"default {d.sim_cap})")
     p.add_argument("--min-ssim", type=float, default=d.min_ssim)
     p.add_argument("--margins", default="0,0.005,0.01", help="safety margins on the predicted SSIM to try")
     p.add_argument("--tries", default="3", help="candidates the search may convert, one figure each (default 3)")
@@ -72,8 +77,9 @@ def main(argv=None) -> int:
 
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     margins = [float(m) for m in args.margins.split(",")]
+    caps = [None if c.strip().lower() in ("off", "none") else float(c) for c in args.sim_caps.split(",")]
     tries = [int(n) for n in args.tries.split(",")]
-    results = {(m, n): [] for m in margins for n in tries}
+    results = {(c, m, n): [] for c in caps for m in margins for n in tries}
     head_rgb = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         cfg = SettingsRunConfig(count=args.count, k=args.k, grid_count=args.grid_count, held_out_count=args.held_out,
@@ -86,14 +92,16 @@ def main(argv=None) -> int:
         model = fit_settings_model(None, cfg, cache, train, log=print)
         print(f"seed {seed}: trained in {time.perf_counter() - t:.0f}s on {len(set(train['image']))} logos "
               f"({len(train['image'])} conversions)", flush=True)
-        for m, n in results:
-            r = evaluate_settings_model(model, selection, args.min_ssim, m, search=n)["metrics"]
-            results[m, n].append(r)
-            print(f"seed {seed} margin {m} search {n}: " + ", ".join(f"{k} {r[k]:.3f}" for k in KEYS), flush=True)
+        for c, m, n in results:
+            r = evaluate_settings_model(dataclasses.replace(model, sim_cap=c), selection, args.min_ssim, m,
+                                        search=n)["metrics"]
+            results[c, m, n].append(r)
+            print(f"seed {seed} sim cap {c} margin {m} search {n}: " + ", ".join(f"{k} {r[k]:.3f}" for k in KEYS),
+                  flush=True)
         head_rgb.append(head_rgb_within(model, selection))
         print(f"seed {seed}: the head's own colour SSIM ranks at within-logo SRCC {head_rgb[-1]:.3f}", flush=True)
-    for (m, n), rows in results.items():
-        print(f"mean over {len(rows)} seeds, margin {m}, search {n}: " + ", ".join(
+    for (c, m, n), rows in results.items():
+        print(f"mean over {len(rows)} seeds, sim cap {c}, margin {m}, search {n}: " + ", ".join(
             f"{k} {np.mean([r[k] for r in rows]):.3f} (spread {np.ptp([r[k] for r in rows]):.3f})" for k in KEYS))
     print(f"head's own colour SSIM: within-logo SRCC {np.mean(head_rgb):.3f} (spread {np.ptp(head_rgb):.3f})")
     return 0

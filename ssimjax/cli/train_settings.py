@@ -9,6 +9,12 @@ from pathlib import Path
 
 from ssimjax.cli import common as _cli
 
+
+def _sim_cap(text: str):
+    """A float, or ``off`` (kept as the string until :func:`config_from` reads it as None)."""
+    return "off" if text.strip().lower() == "off" else float(text)
+
+
 # flag -> (SettingsRunConfig field, type, help)
 SETTINGS_FLAGS = {
     "--settings-count": ("count", int, "training logos converted with K drawn settings each (default 600)"),
@@ -27,6 +33,8 @@ SETTINGS_FLAGS = {
     "--prior-anchor": ("prior_anchor", str, "with --prior-weight 1: the map network predicts the defaults' SSIM "
                        "and the neighbours each setting's difference from it (defaults, the default), or the map "
                        "network's mean over the candidates sets the level (mean: it scores every candidate)"),
+    "--sim-cap": ("sim_cap", _sim_cap, "cap each setting's predicted SSIM at the defaults' plus what a simulation "
+                  "of VTracer's clustering says the setting changes, plus this (default 0.005; off: no simulation)"),
     "--min-ssim": ("min_ssim", float, "the target the report's recommendations meet (default 0.95)"),
     "--margin": ("margin", float, "safety margin on the predicted SSIM when choosing (default 0.005)"),
     "--candidates": ("candidates", str, "a JSON file listing the settings to choose among (objects of VTracer "
@@ -95,6 +103,8 @@ def config_from(args):
 
     fields = {SETTINGS_FLAGS[f][0]: getattr(args, _dest(f)) for f in SETTINGS_FLAGS}
     fields = {k: v for k, v in fields.items() if v is not None}
+    if fields.get("sim_cap") == "off":
+        fields["sim_cap"] = None
     if "candidates" in fields:
         fields["candidates"] = read_candidates(fields["candidates"])
     return SettingsRunConfig(seed=args.seed, **fields)

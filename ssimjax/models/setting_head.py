@@ -266,6 +266,17 @@ def neighbour_curve(prior_stats: np.ndarray, prior_curves: np.ndarray, z: np.nda
     return (curve - curve.mean()).astype(np.float32)
 
 
+def cap_by_simulation(ssim: np.ndarray, simulated: np.ndarray, default: int, cap: float) -> np.ndarray:
+    """``ssim`` (predicted, one per setting) with each setting's prediction held at most at the
+    defaults' prediction plus the simulated clustering's change from the defaults
+    (:func:`ssimjax.features.vtsim.simulate_settings`) plus ``cap``: a setting the simulation sees
+    wiping out part of the logo cannot be predicted as good as the defaults. NaN simulations leave
+    their setting as predicted. Shared with the PyTorch SettingRecommender."""
+    ssim = np.asarray(ssim, np.float32)
+    ceiling = ssim[default] + (np.asarray(simulated, np.float64) - simulated[default]) + cap
+    return np.where(np.isfinite(ceiling), np.minimum(ssim, ceiling), ssim).astype(np.float32)
+
+
 def anchor_index(settings: Sequence[dict], prior_weight: float, prior_anchor: str) -> int | None:
     """With the neighbours alone saying how the settings differ (``prior_weight`` 1) and
     ``prior_anchor`` "defaults": the index of VTracer's defaults among ``settings``, whose SSIM the
@@ -293,7 +304,10 @@ class SettingsModel:
     candidate, their standardised statistics and their SSIM across the candidates centred on its
     mean), how the candidates differ for this image is, with weight ``prior_weight``, the mean
     curve of its ``neighbours`` nearest training logos by statistics rather than the map
-    network's; the map network keeps the level (the mean over the settings scored)."""
+    network's; the map network keeps the level (the mean over the settings scored).
+
+    With ``sim_cap``, each setting's predicted SSIM is capped by what a simulation of VTracer's
+    clustering says the setting loses against the defaults (:func:`cap_by_simulation`)."""
 
     spec: object
     head: dict
@@ -308,6 +322,7 @@ class SettingsModel:
     neighbours: int = 20
     prior_weight: float = 0.0
     prior_anchor: str = "mean"  # "defaults": with prior_weight 1, the map network scores the defaults only
+    sim_cap: float | None = None
 
     def standardised(self, stats: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(stats, np.float32) - self.stats_mean) / self.stats_std, -5, 5).astype(np.float32)
@@ -332,10 +347,14 @@ class SettingsModel:
         """``{"ssim", "rgb_ssim", "bytes"}`` arrays over ``settings`` (default: the candidates) for
         an image (a path, a PIL image or a uint8 array)."""
         from ssimjax.data.images import as_image, rgb_pixels
+        from ssimjax.data.vtsettings import default_setting
         from ssimjax.features.stats import image_statistics
 
         pil = as_image(img)
-        settings = self.candidates if settings is None else settings
+        settings = self.candidates if settings is None else [dict(s) for s in settings]
+        if self.sim_cap is not None and default_setting() not in settings:  # the cap is relative to the defaults
+            out = self.predict(pil, [*settings, default_setting()])
+            return {k: v[:-1] for k, v in out.items()}
         encoded = encode_settings(settings)
         stats = image_statistics(pil, thumb=False)
         head = self.head_predictions(stats, encoded)
@@ -349,5 +368,10 @@ class SettingsModel:
             if curve is not None:
                 w = np.float32(self.prior_weight)
                 ssim = (ssim.mean() + (1 - w) * (ssim - ssim.mean()) + w * curve).astype(np.float32)
+        if self.sim_cap is not None:
+            from ssimjax.features.vtsim import simulate_settings
+
+            ssim = cap_by_simulation(ssim, simulate_settings(pil, settings)["ssim"], settings.index(default_setting()),
+                                     self.sim_cap)
         return {"ssim": ssim, "rgb_ssim": np.minimum(head[:, 1] + (ssim - head[:, 0]), 1.0).astype(np.float32),
                 "bytes": np.exp(head[:, 2]).astype(np.float32)}

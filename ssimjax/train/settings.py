@@ -81,6 +81,8 @@ class SettingsRunConfig:
     prior_weight: float = 1.0  # how much the neighbours' curve, not the map network, says how the settings differ
     prior_anchor: str = "defaults"  # with prior_weight 1: the map network's SSIM of the defaults ("defaults") or
     #                                 its mean over the settings scored ("mean") sets the level
+    sim_cap: float | None = 0.005  # predictions capped at the defaults' plus the simulated clustering's change
+    #                                plus this (ssimjax.features.vtsim); None: no simulation
     candidates: tuple = field(default_factory=lambda: tuple(candidate_grid()))
 
     def __post_init__(self):
@@ -94,6 +96,8 @@ class SettingsRunConfig:
                              f"{self.prior_weight})")
         if self.prior_anchor not in ("defaults", "mean"):
             raise ValueError(f"prior_anchor: must be defaults or mean (got {self.prior_anchor!r})")
+        if self.sim_cap is not None and not 0 <= self.sim_cap <= 1:
+            raise ValueError(f"sim_cap: must be in [0, 1] or None (got {self.sim_cap})")
         if not 0 < self.min_ssim <= 1:
             raise ValueError(f"min_ssim: must be in (0, 1] (got {self.min_ssim})")
         cands = [check_setting(c) for c in self.candidates]
@@ -346,7 +350,7 @@ def save_settings_model(out: str | Path, model: SettingsModel) -> Path:
         kind="vtracer-settings", targets=list(TARGETS), encoding=list(ENCODING), n_stats=int(len(model.stats_mean)),
         map_net=dict(channels=spec.channels, dilations=list(spec.dilations), cell=spec.cell),
         candidates=[dict(c) for c in model.candidates], neighbours=model.neighbours, prior_weight=model.prior_weight,
-        prior_anchor=model.prior_anchor,
+        prior_anchor=model.prior_anchor, sim_cap=model.sim_cap,
         prior_logos=0 if model.prior_stats is None else int(len(model.prior_stats))), indent=2) + "\n")
     return path
 
@@ -371,6 +375,7 @@ def load_settings_model(run_dir: str | Path) -> SettingsModel:
         n_stats = int(meta["n_stats"])
         candidates = tuple(check_setting(c) for c in meta["candidates"])
         prior_logos = int(meta.get("prior_logos", 0))
+        sim_cap = None if meta.get("sim_cap") is None else float(meta["sim_cap"])
     except (ValueError, KeyError, TypeError) as e:
         raise SettingsRunError(f"{meta_path}: unreadable ({type(e).__name__}: {e})") from None
     template = {"head": init_setting_model(n_stats), "cond": init_conditioned_map_net(spec),
@@ -391,7 +396,7 @@ def load_settings_model(run_dir: str | Path) -> SettingsModel:
         prior = dict(prior_stats=np.asarray(tree["prior"]["stats"]), prior_curves=np.asarray(tree["prior"]["curves"]),
                      neighbours=int(meta["neighbours"]), prior_weight=float(meta["prior_weight"]),
                      prior_anchor=str(meta.get("prior_anchor", "mean")))
-    return SettingsModel(spec, tree["head"], tree["cond"], candidates=candidates, **norm, **prior)
+    return SettingsModel(spec, tree["head"], tree["cond"], candidates=candidates, sim_cap=sim_cap, **norm, **prior)
 
 
 def _save_head(out: Path, tree: dict) -> None:
@@ -421,7 +426,9 @@ def _check_config(out: Path, cfg: SettingsRunConfig, resume: bool) -> None:
             before = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise SettingsRunError(f"{path}: unreadable ({e})") from None
-        changed = sorted(k for k in now if before.get(k) != now[k])
+        # a key the run's code did not yet write reads as its default today
+        defaults = SettingsRunConfig().to_json()
+        changed = sorted(k for k in now if before.get(k, defaults[k]) != now[k])
         if changed:
             raise SettingsRunError(f"--resume cannot change {', '.join(changed)} of the run in {out} "
                                    "(start a new run with another --out)")
@@ -479,7 +486,8 @@ def fit_settings_model(out: Path | None, cfg: SettingsRunConfig, cache_dir, trai
     model = SettingsModel(spec, jax.device_get(head), jax.device_get(cond), mean.astype(np.float32),
                           std.astype(np.float32), y_mean.astype(np.float32), y_std.astype(np.float32), cfg.candidates,
                           *(prior if prior is not None else (None, None)), neighbours=cfg.neighbours,
-                          prior_weight=cfg.prior_weight if prior is not None else 0.0, prior_anchor=cfg.prior_anchor)
+                          prior_weight=cfg.prior_weight if prior is not None else 0.0, prior_anchor=cfg.prior_anchor,
+                          sim_cap=cfg.sim_cap)
     if log and prior is not None:
         log(f"neighbour prior: {len(prior[0])} training logos converted with every candidate")
     if out is not None:

@@ -1,0 +1,202 @@
+"""What VTracer's colour clustering does to an image under each setting, without converting it.
+
+VTracer (through visioncortex) first groups pixels into clusters of near-equal colour (channels
+compared after dropping ``8 - color_precision`` low bits, neighbours within one step), then merges
+clusters from the smallest up, each into the neighbour of closest mean colour (the sum of the
+absolute RGB differences). A cluster is kept as a shape of its own when it is larger than
+``filter_speckle`` squared, is not thread-like (fewer boundary pixels than pixels) and differs
+from that neighbour by more than ``layer_difference``; otherwise its pixels take the colour of the
+shape it merged into. Which cluster merges into which depends only on the image and
+``color_precision``, so one merge tree per colour precision serves every ``filter_speckle`` and
+``layer_difference``: each setting is then a cheap pass that paints every pixel with the mean
+colour of its nearest kept ancestor.
+
+:func:`simulate_settings` gives, per setting, the luminance SSIM of that painted image against the
+original (computed as the labels' SSIM is, at a working resolution) and its number of shapes. It
+misses what comes after the clustering (curve fitting, anti-aliased rendering), so it says little
+about small differences between settings and much about settings that wipe out a part of the logo
+(a thin line dissolved into the background, two colours merged): the settings model uses it to
+cap its predictions (:class:`ssimjax.models.setting_head.SettingsModel`, ``sim_cap``).
+Approximations: the pixel grouping joins any two 4-neighbours within one step, where visioncortex
+scans rows with extra conditions; binary colour mode is not simulated (NaN). NumPy and SciPy only.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+# Settings are simulated at this longest side at most (filter_speckle's area scaled with it): the
+# merge loop is Python, and at 256 px it costs about 0.1 s for the 84 candidates of a 512 px logo.
+SIM_MAX_SIDE = 256
+_SSIM_BORDER = 5  # as scikit-image: the SSIM map's mean leaves out (win_size - 1) // 2 pixels each side
+
+
+def pixel_clusters(rgb: np.ndarray, color_precision: int) -> tuple[int, np.ndarray]:
+    """``(n, labels)``: clusters of 4-connected pixels whose colours, with ``8 - color_precision``
+    low bits dropped, differ by at most one step in every channel."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    h, w, _ = rgb.shape
+    q = (rgb >> (8 - color_precision)).astype(np.int16)
+    idx = np.arange(h * w).reshape(h, w)
+    same_x = (np.abs(q[:, 1:] - q[:, :-1]) <= 1).all(-1)
+    same_y = (np.abs(q[1:] - q[:-1]) <= 1).all(-1)
+    rows = np.concatenate([idx[:, 1:][same_x], idx[1:][same_y]])
+    cols = np.concatenate([idx[:, :-1][same_x], idx[:-1][same_y]])
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(h * w, h * w))
+    n, labels = connected_components(graph, directed=False)
+    return int(n), labels.reshape(h, w)
+
+
+def _neighbours(labels: np.ndarray, n: int) -> list[set]:
+    a = np.concatenate([labels[:, 1:].ravel(), labels[1:].ravel()])
+    b = np.concatenate([labels[:, :-1].ravel(), labels[:-1].ravel()])
+    differ = a != b
+    pairs = np.unique(np.stack([np.minimum(a[differ], b[differ]), np.maximum(a[differ], b[differ])], 1), axis=0)
+    out = [set() for _ in range(n)]
+    for x, y in pairs.tolist():
+        out[x].add(y)
+        out[y].add(x)
+    return out
+
+
+def _boundary_pixels(pixels: np.ndarray, owner: np.ndarray, me: int, shape: tuple) -> int:
+    """How many of a cluster's pixels have a 4-neighbour outside it (or lie on the image's edge)."""
+    h, w = shape
+    y, x = pixels // w, pixels % w
+    inside = np.ones(len(pixels), bool)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        yy, xx = y + dy, x + dx
+        ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        same = np.zeros(len(pixels), bool)
+        same[ok] = owner[yy[ok] * w + xx[ok]] == me
+        inside &= same
+    return int((~inside).sum())
+
+
+def merge_tree(rgb: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(events, roots)``: clusters merged from the smallest up, each into its neighbour of closest
+    mean colour (ties: the lower index). ``events`` (M, 5) int64: cluster, the cluster it merged
+    into, its area, its colour difference to it and its boundary pixels then (its area where it
+    is 4 pixels or fewer, or within 4 of its colour: no setting keeps those); ``roots``: clusters
+    never merged (the background)."""
+    flat = labels.ravel()
+    area = np.bincount(flat, minlength=n).astype(np.int64)
+    sums = np.stack([np.bincount(flat, rgb[..., k].ravel().astype(np.float64), minlength=n) for k in range(3)], 1)
+    nb = _neighbours(labels, n)
+    order = np.argsort(flat, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(area)])
+    pixels = [order[bounds[i]:bounds[i + 1]] for i in range(n)]
+    owner = flat.copy()
+    heap = [(int(area[i]), i) for i in range(n)]
+    heapq.heapify(heap)
+    alive = np.ones(n, bool)
+    events = []
+    while heap:
+        a, i = heapq.heappop(heap)
+        if not alive[i] or a != area[i] or not nb[i]:
+            continue
+        colour = np.floor(sums[i] / a)
+        into, diff = min(((int(np.abs(colour - np.floor(sums[j] / area[j])).sum()), j) for j in nb[i]))[::-1]
+        perimeter = _boundary_pixels(pixels[i], owner, i, labels.shape) if a > 4 and diff > 4 else a
+        events.append((i, into, a, diff, perimeter))
+        owner[pixels[i]] = into
+        pixels[into] = np.concatenate([pixels[into], pixels[i]])
+        area[into] += a
+        sums[into] += sums[i]
+        alive[i] = False
+        for j in nb[i]:
+            nb[j].discard(i)
+            if j != into:
+                nb[j].add(into)
+                nb[into].add(j)
+        nb[into].discard(into)
+        heapq.heappush(heap, (int(area[into]), into))
+    return np.asarray(events, np.int64).reshape(-1, 5), np.flatnonzero(alive)
+
+
+def painted_cluster(events: np.ndarray, roots: np.ndarray, n: int, min_area: float, layer_difference: float,
+                    max_area: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(painted, kept)``: for each pixel cluster, the kept shape whose colour it is painted with
+    (its nearest kept ancestor in the merge tree), and which clusters are kept."""
+    kept = np.zeros(n, bool)
+    kept[roots] = True
+    parent = np.arange(n)
+    if len(events):
+        c, into, area, diff, perimeter = events.T
+        solid = (min_area == 0) | (perimeter < area)  # not thread-like (visioncortex skips this without a minimum)
+        good = (area > min_area) & (area < max_area) & solid & (diff > layer_difference)
+        kept[c[good]] = True
+        parent[c] = into
+    painted = np.where(kept, np.arange(n), parent)
+    while True:  # pointer jumping: each step halves the distance to the kept ancestor
+        step = np.where(kept[painted], painted, painted[painted])
+        if np.array_equal(step, painted):
+            return painted, kept
+        painted = step
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """PIL's 'L' conversion (ITU-R 601-2) in [0, 1], as the labels' SSIM reads images."""
+    rgb = rgb.astype(np.float64)
+    return (rgb[..., 0] * 299 + rgb[..., 1] * 587 + rgb[..., 2] * 114) / 1000.0 / 255.0
+
+
+def ssim(x: np.ndarray, y: np.ndarray) -> float:
+    """scikit-image's SSIM of two [0, 1] luminance images as the labels compute it (Gaussian
+    window, sigma 1.5, population covariance), with SciPy filters."""
+    from scipy.ndimage import gaussian_filter
+
+    def f(a):
+        return gaussian_filter(a, 1.5, truncate=3.5, mode="reflect")
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mx, my = f(x), f(y)
+    vx, vy, cxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    b = _SSIM_BORDER
+    return float(s[b:-b, b:-b].mean() if min(s.shape) > 2 * b else s.mean())
+
+
+def working_image(img: Image.Image, max_side: int = SIM_MAX_SIDE) -> tuple[np.ndarray, float]:
+    """``(rgb uint8, scale)``: the image at ``max_side`` at most (area-averaged)."""
+    im = img.convert("RGB")
+    scale = min(1.0, max_side / max(im.size))
+    if scale < 1:
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BOX)
+    return np.asarray(im), scale
+
+
+def simulate_settings(img: Image.Image, settings: Sequence[dict], max_side: int = SIM_MAX_SIDE) -> dict:
+    """``{"ssim", "shapes"}`` float64 arrays over ``settings`` (dicts of
+    :data:`ssimjax.data.vtsettings.PARAMETER_SPACE`): the simulated clustering's luminance SSIM
+    against the image and its number of shapes. NaN for binary colour mode. Deterministic."""
+    rgb, scale = working_image(img, max_side)
+    lum = luminance(rgb)
+    out = {"ssim": np.full(len(settings), np.nan), "shapes": np.full(len(settings), np.nan)}
+    by_precision = {}
+    for i, s in enumerate(settings):
+        if s["colormode"] == "color":
+            by_precision.setdefault(int(s["color_precision"]), []).append(i)
+    for precision, members in sorted(by_precision.items()):
+        n, labels = pixel_clusters(rgb, precision)
+        events, roots = merge_tree(rgb, labels, n)
+        flat = labels.ravel()
+        count, lum_sum = np.bincount(flat, minlength=n), np.bincount(flat, lum.ravel(), minlength=n)
+        seen = {}
+        for i in members:
+            fs, ld = settings[i]["filter_speckle"], settings[i]["layer_difference"]
+            painted, kept = painted_cluster(events, roots, n, fs * fs * scale * scale, ld, labels.size)
+            key = kept.tobytes()
+            if key not in seen:  # settings keeping the same shapes paint the same image
+                pixels = np.maximum(np.bincount(painted, count, minlength=n), 1)
+                mean = np.bincount(painted, lum_sum, minlength=n) / pixels
+                y = np.round(mean[painted[flat]].reshape(lum.shape) * 255) / 255
+                seen[key] = (ssim(lum, y), float(kept.sum()))
+            out["ssim"][i], out["shapes"][i] = seen[key]
+    return out
