@@ -86,3 +86,15 @@ def test_the_settings_model_applies_the_cap_and_the_pytorch_recommender_agrees(t
         np.testing.assert_allclose(recommender.predict_settings(im)["ssim"], capped["ssim"], atol=1e-5)
         np.testing.assert_allclose(recommender.predict_settings(im, list(candidates[1:]))["ssim"], capped["ssim"][1:],
                                    atol=1e-5)
+
+
+def test_the_sim_cap_flag_takes_a_number_or_off():
+    from ssimjax.cli.train_settings import build_parser, config_from
+
+    def cfg(*argv):
+        return config_from(build_parser().parse_args(list(argv)))
+
+    assert cfg().sim_cap == 0.005 and cfg("--sim-cap", "off").sim_cap is None
+    assert cfg("--sim-cap", "0.02").sim_cap == 0.02
+    with pytest.raises(ValueError, match=r"sim_cap: must be in \[0, 1\] or None \(got -1.0\)"):
+        cfg("--sim-cap", "-1")
