@@ -98,3 +98,16 @@ def test_the_sim_cap_flag_takes_a_number_or_off():
     assert cfg("--sim-cap", "0.02").sim_cap == 0.02
     with pytest.raises(ValueError, match=r"sim_cap: must be in \[0, 1\] or None \(got -1.0\)"):
         cfg("--sim-cap", "-1")
+
+
+def test_the_simulation_scores_ssim_as_scikit_image_does():
+    from skimage.metrics import structural_similarity
+
+    from ssimjax.features.vtsim import SSIMReference
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 52))
+    y = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1)
+    expected = structural_similarity(x, y, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    assert SSIMReference(x)(y) == pytest.approx(expected, abs=1e-9)

@@ -86,29 +86,35 @@ def merge_tree(rgb: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray,
     is 4 pixels or fewer, or within 4 of its colour: no setting keeps those); ``roots``: clusters
     never merged (the background)."""
     flat = labels.ravel()
-    area = np.bincount(flat, minlength=n).astype(np.int64)
-    sums = np.stack([np.bincount(flat, rgb[..., k].ravel().astype(np.float64), minlength=n) for k in range(3)], 1)
+    area = np.bincount(flat, minlength=n).tolist()
+    sums = np.stack([np.bincount(flat, rgb[..., k].ravel().astype(np.float64), minlength=n) for k in range(3)],
+                    1).tolist()
     nb = _neighbours(labels, n)
     order = np.argsort(flat, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(area)])
-    pixels = [order[bounds[i]:bounds[i + 1]] for i in range(n)]
+    chunks = [[order[bounds[i]:bounds[i + 1]]] for i in range(n)]  # a cluster's pixels, joined when read
     owner = flat.copy()
-    heap = [(int(area[i]), i) for i in range(n)]
+    heap = [(a, i) for i, a in enumerate(area)]
     heapq.heapify(heap)
-    alive = np.ones(n, bool)
+    alive = [True] * n
     events = []
+    # Python scalars, not NumPy's, in this loop: it runs once per cluster and neighbour
     while heap:
         a, i = heapq.heappop(heap)
         if not alive[i] or a != area[i] or not nb[i]:
             continue
-        colour = np.floor(sums[i] / a)
-        into, diff = min(((int(np.abs(colour - np.floor(sums[j] / area[j])).sum()), j) for j in nb[i]))[::-1]
-        perimeter = _boundary_pixels(pixels[i], owner, i, labels.shape) if a > 4 and diff > 4 else a
+        r, g, b = (v // a for v in sums[i])
+        diff, into = min((abs(r - sums[j][0] // area[j]) + abs(g - sums[j][1] // area[j])
+                          + abs(b - sums[j][2] // area[j]), j) for j in nb[i])
+        diff = int(diff)
+        pixels = np.concatenate(chunks[i]) if len(chunks[i]) > 1 else chunks[i][0]
+        perimeter = _boundary_pixels(pixels, owner, i, labels.shape) if a > 4 and diff > 4 else a
         events.append((i, into, a, diff, perimeter))
-        owner[pixels[i]] = into
-        pixels[into] = np.concatenate([pixels[into], pixels[i]])
+        owner[pixels] = into
+        chunks[into].append(pixels)
+        chunks[i] = None
         area[into] += a
-        sums[into] += sums[i]
+        sums[into] = [x + y for x, y in zip(sums[into], sums[i])]
         alive[i] = False
         for j in nb[i]:
             nb[j].discard(i)
@@ -116,7 +122,7 @@ def merge_tree(rgb: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray,
                 nb[j].add(into)
                 nb[into].add(j)
         nb[into].discard(into)
-        heapq.heappush(heap, (int(area[into]), into))
+        heapq.heappush(heap, (area[into], into))
     return np.asarray(events, np.int64).reshape(-1, 5), np.flatnonzero(alive)
 
 
@@ -147,20 +153,29 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] * 299 + rgb[..., 1] * 587 + rgb[..., 2] * 114) / 1000.0 / 255.0
 
 
-def ssim(x: np.ndarray, y: np.ndarray) -> float:
-    """scikit-image's SSIM of two [0, 1] luminance images as the labels compute it (Gaussian
-    window, sigma 1.5, population covariance), with SciPy filters."""
+def _window(a: np.ndarray) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
-    def f(a):
-        return gaussian_filter(a, 1.5, truncate=3.5, mode="reflect")
+    return gaussian_filter(a, 1.5, truncate=3.5, mode="reflect")
 
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    mx, my = f(x), f(y)
-    vx, vy, cxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    b = _SSIM_BORDER
-    return float(s[b:-b, b:-b].mean() if min(s.shape) > 2 * b else s.mean())
+
+class SSIMReference:
+    """scikit-image's SSIM against one [0, 1] luminance image, as the labels compute it (Gaussian
+    window, sigma 1.5, population covariance), with SciPy filters; the reference's own windowed
+    moments are computed once, so each comparison filters three images, not five."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+        self.mx = _window(x)
+        self.vx = _window(x * x) - self.mx * self.mx
+
+    def __call__(self, y: np.ndarray) -> float:
+        c1, c2 = 0.01 ** 2, 0.03 ** 2
+        mx, my = self.mx, _window(y)
+        vy, cxy = _window(y * y) - my * my, _window(self.x * y) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (self.vx + vy + c2))
+        b = _SSIM_BORDER
+        return float(s[b:-b, b:-b].mean() if min(s.shape) > 2 * b else s.mean())
 
 
 def working_image(img: Image.Image, max_side: int = SIM_MAX_SIDE) -> tuple[np.ndarray, float]:
@@ -178,6 +193,7 @@ def simulate_settings(img: Image.Image, settings: Sequence[dict], max_side: int 
     against the image and its number of shapes. NaN for binary colour mode. Deterministic."""
     rgb, scale = working_image(img, max_side)
     lum = luminance(rgb)
+    ssim = SSIMReference(lum)
     out = {"ssim": np.full(len(settings), np.nan), "shapes": np.full(len(settings), np.nan)}
     by_precision = {}
     for i, s in enumerate(settings):
@@ -197,6 +213,6 @@ def simulate_settings(img: Image.Image, settings: Sequence[dict], max_side: int 
                 pixels = np.maximum(np.bincount(painted, count, minlength=n), 1)
                 mean = np.bincount(painted, lum_sum, minlength=n) / pixels
                 y = np.round(mean[painted[flat]].reshape(lum.shape) * 255) / 255
-                seen[key] = (ssim(lum, y), float(kept.sum()))
+                seen[key] = (ssim(y), float(kept.sum()))
             out["ssim"][i], out["shapes"][i] = seen[key]
     return out
