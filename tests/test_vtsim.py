@@ -94,7 +94,7 @@ def test_the_sim_cap_flag_takes_a_number_or_off():
     def cfg(*argv):
         return config_from(build_parser().parse_args(list(argv)))
 
-    assert cfg().sim_cap == 0.005 and cfg("--sim-cap", "off").sim_cap is None
+    assert cfg().sim_cap is None and cfg("--sim-cap", "off").sim_cap is None
     assert cfg("--sim-cap", "0.02").sim_cap == 0.02
     with pytest.raises(ValueError, match=r"sim_cap: must be in \[0, 1\] or None \(got -1.0\)"):
         cfg("--sim-cap", "-1")

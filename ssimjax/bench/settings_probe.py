@@ -63,9 +63,9 @@ def main(argv=None) -> int:
     p.add_argument("--prior-weight", type=float, default=d.prior_weight,
                    help=f"weight of the neighbour prior on how the settings differ (default {d.prior_weight}; 0: off)")
     p.add_argument("--prior-anchor", default=d.prior_anchor, choices=("defaults", "mean"))
-    p.add_argument("--sim-caps", default=str(d.sim_cap),
-                   help="each model is also scored with each of these caps by the simulated clustering ('off': none; "
-                   f"default {d.sim_cap})")
+    run_cap = "off" if d.sim_cap is None else str(d.sim_cap)
+    p.add_argument("--sim-caps", default=run_cap, help="each model is scored with each of these caps by the simulated "
+                   f"clustering ('off': none; default {run_cap}, as a run)")
     p.add_argument("--min-ssim", type=float, default=d.min_ssim)
     p.add_argument("--margins", default="0,0.005,0.01", help="safety margins on the predicted SSIM to try")
     p.add_argument("--tries", default="3", help="candidates the search may convert, one figure each (default 3)")

@@ -34,7 +34,8 @@ SETTINGS_FLAGS = {
                        "and the neighbours each setting's difference from it (defaults, the default), or the map "
                        "network's mean over the candidates sets the level (mean: it scores every candidate)"),
     "--sim-cap": ("sim_cap", _sim_cap, "cap each setting's predicted SSIM at the defaults' plus what a simulation "
-                  "of VTracer's clustering says the setting changes, plus this (default 0.005; off: no simulation)"),
+                  "of VTracer's clustering says the setting changes, plus this (default off: no simulation; 0.01 was "
+                  "measured)"),
     "--min-ssim": ("min_ssim", float, "the target the report's recommendations meet (default 0.95)"),
     "--margin": ("margin", float, "safety margin on the predicted SSIM when choosing (default 0.005)"),
     "--candidates": ("candidates", str, "a JSON file listing the settings to choose among (objects of VTracer "

@@ -81,8 +81,8 @@ class SettingsRunConfig:
     prior_weight: float = 1.0  # how much the neighbours' curve, not the map network, says how the settings differ
     prior_anchor: str = "defaults"  # with prior_weight 1: the map network's SSIM of the defaults ("defaults") or
     #                                 its mean over the settings scored ("mean") sets the level
-    sim_cap: float | None = 0.005  # predictions capped at the defaults' plus the simulated clustering's change
-    #                                plus this (ssimjax.features.vtsim); None: no simulation
+    sim_cap: float | None = None  # predictions capped at the defaults' plus the simulated clustering's change
+    #                               plus this (ssimjax.features.vtsim); None (the default): no simulation
     candidates: tuple = field(default_factory=lambda: tuple(candidate_grid()))
 
     def __post_init__(self):
