@@ -111,3 +111,14 @@ def test_the_simulation_scores_ssim_as_scikit_image_does():
     expected = structural_similarity(x, y, data_range=1.0, gaussian_weights=True, sigma=1.5,
                                      use_sample_covariance=False)
     assert SSIMReference(x)(y) == pytest.approx(expected, abs=1e-9)
+
+
+def test_transparency_is_simulated_on_white_as_vtracer_is_given_it_and_a_blank_image_is_one_shape():
+    rgba = Image.new("RGBA", (40, 40), (0, 0, 0, 0))  # transparent black: white once composited
+    ImageDraw.Draw(rgba).rectangle([10, 10, 29, 29], fill=(200, 40, 40, 255))
+    flat = Image.new("RGB", (40, 40), "white")
+    ImageDraw.Draw(flat).rectangle([10, 10, 29, 29], fill=(200, 40, 40))
+    settings = [default_setting()]
+    assert simulate_settings(rgba, settings)["shapes"][0] == simulate_settings(flat, settings)["shapes"][0] == 2
+    blank = simulate_settings(Image.new("RGB", (1, 1), "white"), settings)
+    assert blank["shapes"][0] == 1 and np.isfinite(blank["ssim"][0])

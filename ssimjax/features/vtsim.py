@@ -179,8 +179,11 @@ class SSIMReference:
 
 
 def working_image(img: Image.Image, max_side: int = SIM_MAX_SIDE) -> tuple[np.ndarray, float]:
-    """``(rgb uint8, scale)``: the image at ``max_side`` at most (area-averaged)."""
-    im = img.convert("RGB")
+    """``(rgb uint8, scale)``: the image as VTracer is given it (transparency on white,
+    :func:`ssimjax.data.images.to_rgb`) at ``max_side`` at most (area-averaged)."""
+    from ssimjax.data.images import to_rgb
+
+    im = to_rgb(img)
     scale = min(1.0, max_side / max(im.size))
     if scale < 1:
         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BOX)
