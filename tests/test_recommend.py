@@ -59,6 +59,7 @@ def test_a_settings_run_writes_its_model_report_and_the_deployment_file(settings
         assert 0 <= m["meets"] <= m["meets_within"] <= 1 and m["median_size_ratio"] > 0
         # The search keeps the defaults unless a conversion really met the target: it always meets it.
         assert m["search_meets"] == 1 and 1 <= m["search_mean_conversions"] <= 1 + m["search_tries"]
+        assert 0 < m["search_geomean_size_ratio"] <= 1 and 0 < m["oracle_geomean_size_ratio"] <= 1
         assert m["median_recommend_seconds"] > 0
     lines = settings_run["stdout"].splitlines()
     report = next(i for i, line in enumerate(lines) if line.startswith("report sets"))

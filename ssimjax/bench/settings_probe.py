@@ -26,7 +26,8 @@ import numpy as np
 KEYS = ("within_srcc_ssim", "within_srcc_ssim_grid", "within_srcc_rgb_ssim", "within_srcc_bytes", "meets",
         "meets_within",
         "median_size_ratio", "oracle_median_size_ratio", "median_recommend_seconds", "search_meets",
-        "search_median_size_ratio", "search_mean_conversions")
+        "search_median_size_ratio", "search_mean_conversions", "geomean_size_ratio", "search_geomean_size_ratio",
+        "oracle_geomean_size_ratio")
 
 
 def head_rgb_within(model, rows: dict) -> float:
