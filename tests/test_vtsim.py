@@ -34,6 +34,21 @@ def test_the_simulation_loses_what_vtracer_loses_as_filter_speckle_and_layer_dif
     assert sim["ssim"][0] > sim["ssim"][1] + 0.02 > sim["ssim"][2] + 0.05
 
 
+def test_on_anti_aliased_shapes_the_simulation_keeps_as_many_shapes_as_vtracer_writes_paths():
+    big = Image.new("RGB", (320, 320), "white")
+    d = ImageDraw.Draw(big)
+    d.ellipse([20, 20, 200, 200], fill=(240, 120, 20))
+    d.ellipse([150, 150, 300, 300], fill=(20, 120, 200))
+    d.line([(30, 290), (290, 30)], fill=(40, 40, 40), width=6)
+    d.rectangle([250, 40, 262, 52], fill=(200, 30, 120))
+    im = big.resize((80, 80), Image.LANCZOS)  # soft edges: many one-pixel clusters along them
+    base = default_setting()
+    settings = [base, {**base, "filter_speckle": 8, "mode": "polygon"},
+                {**base, "color_precision": 4, "layer_difference": 64}, {**base, "color_precision": 8}]
+    sim = simulate_settings(im, settings)
+    assert sim["shapes"].tolist() == [svg_labels(im, convert(im, s))[0]["svg_paths"] for s in settings]
+
+
 def test_the_simulation_is_deterministic_and_leaves_binary_mode_unsimulated():
     im = _logo()
     settings = [default_setting(), {**default_setting(), "colormode": "binary"}]

@@ -17,8 +17,8 @@ misses what comes after the clustering (curve fitting, anti-aliased rendering), 
 about small differences between settings and much about settings that wipe out a part of the logo
 (a thin line dissolved into the background, two colours merged): the settings model uses it to
 cap its predictions (:class:`ssimjax.models.setting_head.SettingsModel`, ``sim_cap``).
-Approximations: the pixel grouping joins any two 4-neighbours within one step, where visioncortex
-scans rows with extra conditions; binary colour mode is not simulated (NaN). NumPy and SciPy only.
+Not simulated: binary colour mode (NaN), and layer_difference 0 (VTracer then also joins pixels
+diagonally; simulated as without). NumPy and SciPy only.
 """
 
 from __future__ import annotations
@@ -36,18 +36,32 @@ _SSIM_BORDER = 5  # as scikit-image: the SSIM map's mean leaves out (win_size - 
 
 
 def pixel_clusters(rgb: np.ndarray, color_precision: int) -> tuple[int, np.ndarray]:
-    """``(n, labels)``: clusters of 4-connected pixels whose colours, with ``8 - color_precision``
-    low bits dropped, differ by at most one step in every channel."""
+    """``(n, labels)``: visioncortex's first stage, the pixels grouped as its raster scan groups
+    them (without diagonals, as VTracer asks unless layer_difference is 0). Two colours are the
+    same when, with ``8 - color_precision`` low bits dropped, they differ by at most one step in
+    every channel; a pixel joins the cluster above it when it is the same as the pixels above and
+    above-left, else the one on its left when the same as those on its left and above-left; the
+    clusters on its left and above merge when those two pixels are the same and it is the same as
+    both. A union of clusters does not depend on the order it is made in, so the groups are the
+    connected components of those links."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     h, w, _ = rgb.shape
     q = (rgb >> (8 - color_precision)).astype(np.int16)
     idx = np.arange(h * w).reshape(h, w)
-    same_x = (np.abs(q[:, 1:] - q[:, :-1]) <= 1).all(-1)
-    same_y = (np.abs(q[1:] - q[:-1]) <= 1).all(-1)
-    rows = np.concatenate([idx[:, 1:][same_x], idx[1:][same_y]])
-    cols = np.concatenate([idx[:, :-1][same_x], idx[:-1][same_y]])
+
+    def same(a, b):
+        return (np.abs(a - b) <= 1).all(-1)
+
+    p, up, left, upleft = q[1:, 1:], q[:-1, 1:], q[1:, :-1], q[:-1, :-1]
+    s_up, s_left, s_upleft = same(p, up), same(p, left), same(p, upleft)
+    to_up = s_up & s_upleft
+    to_left = ~to_up & s_left & s_upleft
+    left_up = same(left, up) & s_left & s_up
+    i_p, i_up, i_left = idx[1:, 1:], idx[:-1, 1:], idx[1:, :-1]
+    rows = np.concatenate([i_p[to_up], i_p[to_left], i_left[left_up]])
+    cols = np.concatenate([i_up[to_up], i_left[to_left], i_up[left_up]])
     graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(h * w, h * w))
     n, labels = connected_components(graph, directed=False)
     return int(n), labels.reshape(h, w)
