@@ -15,8 +15,9 @@ colour of its nearest kept ancestor.
 original (computed as the labels' SSIM is, at a working resolution) and its number of shapes. It
 misses what comes after the clustering (curve fitting, anti-aliased rendering), so it says little
 about small differences between settings and much about settings that wipe out a part of the logo
-(a thin line dissolved into the background, two colours merged): the settings model uses it to
-cap its predictions (:class:`ssimjax.models.setting_head.SettingsModel`, ``sim_cap``).
+(a thin line dissolved into the background, two colours merged): the settings model can cap its
+predictions by it (:class:`ssimjax.models.setting_head.SettingsModel`, ``sim_cap``, off by
+default).
 Not simulated: binary colour mode (NaN), and layer_difference 0 (VTracer then also joins pixels
 diagonally; simulated as without). NumPy and SciPy only.
 """
