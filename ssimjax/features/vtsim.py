@@ -34,7 +34,6 @@ from PIL import Image
 # merge loop is Python, once per cluster; at 256 px the 84 candidates of a 512 px logo cost about
 # 0.1 s, and up to 1.5 s for an image that splits into tens of thousands of clusters.
 SIM_MAX_SIDE = 256
-_SSIM_BORDER = 5  # as scikit-image: the SSIM map's mean leaves out (win_size - 1) // 2 pixels each side
 
 
 def pixel_clusters(rgb: np.ndarray, color_precision: int) -> tuple[int, np.ndarray]:
@@ -190,7 +189,8 @@ class SSIMReference:
         mx, my = self.mx, _window(y)
         vy, cxy = _window(y * y) - my * my, _window(self.x * y) - mx * my
         s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (self.vx + vy + c2))
-        b = _SSIM_BORDER
+        from ssimjax.data.labelling import SSIM_MAP_BORDER as b
+
         return float(s[b:-b, b:-b].mean() if min(s.shape) > 2 * b else s.mean())
 
 
