@@ -26,7 +26,7 @@ from ssimjax.models.setting_head import (
     ENCODING,
     TARGETS,
     anchor_index,
-    cap_by_simulation,
+    cap_image_by_simulation,
     choose_setting,
     encode_settings,
     neighbour_curve,
@@ -105,12 +105,8 @@ class SettingRecommender(nn.Module):
             w = float(self.config["prior_weight"])
             ssim = ssim.mean() + (1 - w) * (ssim - ssim.mean()) + w * curve
         if cap is not None:
-            from ssimjax.features.vtsim import simulate_settings
-
-            scored_settings = [dict(s) for s in (self.candidates if settings is None else settings)]
-            simulated = simulate_settings(pil, scored_settings)["ssim"]
-            ssim = torch.from_numpy(cap_by_simulation(ssim.cpu().numpy(), simulated,
-                                                      scored_settings.index(default_setting()), float(cap))).to(device)
+            scored = self.candidates if settings is None else settings
+            ssim = torch.from_numpy(cap_image_by_simulation(ssim.cpu().numpy(), pil, scored, float(cap))).to(device)
         rgb_ssim = torch.clamp(head[:, 1] + (ssim - head[:, 0]), max=1.0)
         return {"ssim": ssim.cpu().numpy(), "rgb_ssim": rgb_ssim.cpu().numpy(),
                 "bytes": torch.exp(head[:, 2]).cpu().numpy()}

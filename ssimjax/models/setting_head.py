@@ -277,6 +277,16 @@ def cap_by_simulation(ssim: np.ndarray, simulated: np.ndarray, default: int, cap
     return np.where(np.isfinite(ceiling), np.minimum(ssim, ceiling), ssim).astype(np.float32)
 
 
+def cap_image_by_simulation(ssim: np.ndarray, image, settings: Sequence[dict], cap: float) -> np.ndarray:
+    """:func:`cap_by_simulation` with ``image``'s clustering simulated under ``settings`` (VTracer's
+    defaults among them). Shared with the PyTorch SettingRecommender."""
+    from ssimjax.data.vtsettings import default_setting
+    from ssimjax.features.vtsim import simulate_settings
+
+    settings = [dict(s) for s in settings]
+    return cap_by_simulation(ssim, simulate_settings(image, settings)["ssim"], settings.index(default_setting()), cap)
+
+
 def anchor_index(settings: Sequence[dict], prior_weight: float, prior_anchor: str) -> int | None:
     """With the neighbours alone saying how the settings differ (``prior_weight`` 1) and
     ``prior_anchor`` "defaults": the index of VTracer's defaults among ``settings``, whose SSIM the
@@ -369,9 +379,6 @@ class SettingsModel:
                 w = np.float32(self.prior_weight)
                 ssim = (ssim.mean() + (1 - w) * (ssim - ssim.mean()) + w * curve).astype(np.float32)
         if self.sim_cap is not None:
-            from ssimjax.features.vtsim import simulate_settings
-
-            ssim = cap_by_simulation(ssim, simulate_settings(pil, settings)["ssim"], settings.index(default_setting()),
-                                     self.sim_cap)
+            ssim = cap_image_by_simulation(ssim, pil, settings, self.sim_cap)
         return {"ssim": ssim, "rgb_ssim": np.minimum(head[:, 1] + (ssim - head[:, 0]), 1.0).astype(np.float32),
                 "bytes": np.exp(head[:, 2]).astype(np.float32)}
