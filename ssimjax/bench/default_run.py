@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     p.add_argument("--npm-cache", help="a cache folder whose npm/ packages to reuse (no download)")
     p.add_argument("--once", action="store_true", help="the first run (fresh cache) only")
     args = p.parse_args(argv)
+    if args.npm_cache and not (Path(args.npm_cache) / "npm").is_dir():
+        p.error(f"--npm-cache {args.npm_cache}: no npm/ folder in it (give a cache folder, e.g. ~/.cache/ssimjax)")
     with tempfile.TemporaryDirectory(prefix="ssimjax-bench-") as tmp:
         tmp = Path(tmp)
         if args.npm_cache:
